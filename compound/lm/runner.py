@@ -1,0 +1,59 @@
+"""One forward pass of the HF model over a batch of sequences, prefill or decode, against the slot KV cache."""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+import torch
+
+from compound.lm.kv import SlotKVCache, attention_mask
+from compound.lm.sequence import Sequence
+
+
+class ModelRunner:
+    """Owns the model and the KV memory; turns a list of sequences into input tensors and logits.
+
+    A prefill batch is left-padded so each row's last real token sits at the last column: only that column's logits
+    are computed (`logits_to_keep=1`), which matters with 150k-entry vocabularies. Padding writes to the scratch
+    column and is masked out.
+    """
+
+    def __init__(self, model, kv: SlotKVCache):
+        self.model, self.kv = model, kv
+        self.device = next(model.parameters()).device
+        self.dtype = kv.kv.dtype
+        params = inspect.signature(model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+
+    @torch.inference_mode()
+    def forward(self, seqs: list[Sequence], chunks: list[int]) -> tuple[torch.Tensor, float]:
+        """Compute K/V for the next `chunks[i]` uncomputed tokens of each sequence.
+
+        Returns the logits of each row's last computed token (B, V) and the seconds the pass took.
+        """
+        t0 = time.perf_counter()
+        q = max(chunks)
+        ids = torch.zeros(len(seqs), q, dtype=torch.long)
+        pos = torch.full((len(seqs), q), -1, dtype=torch.long)
+        kv_len = 1
+        for i, (seq, n) in enumerate(zip(seqs, chunks)):
+            start = seq.num_computed
+            ids[i, q - n :] = torch.tensor(seq.tokens[start : start + n])
+            pos[i, q - n :] = torch.arange(start, start + n)
+            kv_len = max(kv_len, start + n)
+        ids, pos = ids.to(self.device), pos.to(self.device)
+        write_pos = torch.where(pos >= 0, pos, self.kv.scratch)
+        rows = torch.tensor([s.slot for s in seqs], device=self.device)
+        out = self.model(
+            input_ids=ids,
+            position_ids=pos.clamp(min=0),
+            attention_mask=attention_mask(pos, kv_len, self.dtype),
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_kw: self.kv.view(rows, write_pos, kv_len)},
+        )
+        logits = out.logits[:, -1, :]
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return logits, time.perf_counter() - t0

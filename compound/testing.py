@@ -1,0 +1,160 @@
+"""Tiny real models for tests, notebooks and benchmarks: built from a config and a tokenizer trained on the spot.
+
+They run in milliseconds on a CPU. Their weights are random (or briefly trained), never a stand-in for model output.
+
+Example:
+    >>> from compound.testing import tiny_llama
+    >>> model, tokenizer = tiny_llama(seed=0)
+    >>> model.config.num_hidden_layers
+    2
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+SPECIAL = ["<|pad|>", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
+
+_CORPUS = [
+    "Your input fields are: `question` (str). Your output fields are: `answer` (str).",
+    "All interactions will be structured in the following way, with the appropriate values filled in.",
+    "[[ ## question ## ]] [[ ## answer ## ]] [[ ## reasoning ## ]] [[ ## completed ## ]]",
+    "Respond with the corresponding output fields, starting with the field, and then ending with the marker for",
+    "In adhering to this structure, your objective is: Given the fields, produce the fields.",
+    "the quick brown fox jumps over the lazy dog 0 1 2 3 4 5 6 7 8 9 + - * / = ? ! . , : ; ( ) ' \"",
+    "What is the capital of France? Paris. Berlin, Rome, Madrid, yes no maybe hello world",
+]
+
+
+@functools.lru_cache(maxsize=4)
+def tiny_tokenizer(vocab_size: int = 384, extra_corpus: tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer with a chat template, trained in milliseconds on a fixed corpus (deterministic)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator([*_CORPUS * 4, *extra_corpus], trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>", eos_token="<|end|>"
+    )
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def tiny_llama(
+    seed: int = 0, *, layers: int = 2, hidden: int = 64, heads: int = 4, kv_heads: int = 2, max_pos: int = 1024,
+    tokenizer=None,
+):
+    """A random Llama-architecture causal LM and its tokenizer (fp32, CPU, eval mode)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = tokenizer or tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=max_pos,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config).eval()
+    return model, tokenizer
+
+
+# A toy lookup task the trained tiny model learns in ChatAdapter's exact format, so DSPy can parse its answers.
+CAPITALS = {"France": "Paris", "Italy": "Rome", "Spain": "Madrid", "Germany": "Berlin", "Japan": "Tokyo", "Peru": "Lima"}
+
+
+def _chat_examples():
+    """(prompt text, target text) pairs for Predict and ChainOfThought over `question -> answer`."""
+    import dspy
+
+    adapter = dspy.ChatAdapter()
+    pairs = []
+    for module in (dspy.Predict("question -> answer"), dspy.ChainOfThought("question -> answer")):
+        sig = module.predict.signature if hasattr(module, "predict") else module.signature
+        for country, city in CAPITALS.items():
+            msgs = adapter.format(sig, demos=[], inputs={"question": f"What is the capital of {country}?"})
+            system = "\n".join(m["content"] for m in msgs if m["role"] == "system")
+            fields = {"answer": city}
+            if "reasoning" in sig.output_fields:
+                fields = {"reasoning": f"{country} has capital {city}.", "answer": city}
+            target = adapter.format_assistant_message_content(sig, fields, missing_field_message=None)
+            pairs.append((system, [m for m in msgs if m["role"] != "system"], target))
+    return pairs
+
+
+_CAPITALS_RECIPE = "capitals-v1"
+
+
+@functools.lru_cache(maxsize=2)
+def capitals_llama(seed: int = 0, steps: int = 300):
+    """A tiny Llama trained for a few seconds to answer `question -> answer` capital questions in ChatAdapter format,
+    for `dspy.Predict` and `dspy.ChainOfThought` (see `CAPITALS`). Deterministic for a given seed; kept on disk under
+    `$COMPOUND_CACHE/testing` (default `~/.cache/compound`) after the first build."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    root = Path(os.environ.get("COMPOUND_CACHE", Path.home() / ".cache" / "compound")) / "testing"
+    folder = root / f"{_CAPITALS_RECIPE}-seed{seed}-steps{steps}"
+    if (folder / "model.safetensors").exists():
+        return LlamaForCausalLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    model, tokenizer = _train_capitals(seed, steps)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".building-"))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, folder)  # atomic: a half-written folder is never seen under the final name
+    except OSError:  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return model, tokenizer
+
+
+def _train_capitals(seed: int, steps: int):
+    from compound.lm.prompt import prompt_ids, render_prompt
+
+    examples = _chat_examples()
+    tokenizer = tiny_tokenizer(1024, tuple(s + "".join(m["content"] for m in ms) + t for s, ms, t in examples))
+    model, tokenizer = tiny_llama(seed, layers=2, hidden=64, tokenizer=tokenizer)
+    pairs = [
+        (prompt_ids(tokenizer, render_prompt(tokenizer, s, ms)),
+         tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id])
+        for s, ms, t in examples
+    ]
+    width = max(len(p) + len(t) for p, t in pairs)
+    ids = torch.full((len(pairs), width), tokenizer.pad_token_id)
+    labels = torch.full((len(pairs), width), -100)
+    for i, (p, t) in enumerate(pairs):
+        ids[i, : len(p) + len(t)] = torch.tensor(p + t)
+        labels[i, len(p) : len(p) + len(t)] = torch.tensor(t)
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), tokenizer

@@ -1,0 +1,99 @@
+"""compound.LM through DSPy's own modules, threads, async, streaming, copies and saved programs."""
+
+import asyncio
+import copy
+
+import dspy
+import pytest
+
+import compound as cp
+from compound.lm import HFEngine, engine_of
+from compound.testing import CAPITALS
+
+
+@pytest.fixture
+def lm(capitals):
+    model, tok = capitals
+    return cp.LM(model, tokenizer=tok, name="capitals", cache=False, max_tokens=64)
+
+
+def question(country):
+    return f"What is the capital of {country}?"
+
+
+def test_model_string_and_engine_protocol(lm):
+    assert lm.model == "local/capitals"
+    assert isinstance(lm._engine_spec, HFEngine)
+    assert not hasattr(type(lm), "forward") or type(lm).forward is dspy.LM.forward  # no BaseLM.forward subclassing
+
+
+def test_predict_and_chain_of_thought(lm):
+    with dspy.context(lm=lm):
+        assert dspy.Predict("question -> answer")(question=question("Japan")).answer == "Tokyo"
+        pred = dspy.ChainOfThought("question -> answer")(question=question("Italy"))
+    assert pred.answer == "Rome" and pred.reasoning
+    entry = lm.history[-1]
+    assert entry["usage"]["prompt_tokens"] > 100 and entry["usage"]["completion_tokens"] > 3
+    data = entry["response"].provider_data
+    assert set(data) >= {"queue_s", "latency_s", "device_s", "ttft_s", "prefix_hit_tokens"}
+    assert 0 <= data["queue_s"] <= data["latency_s"] and data["device_s"] > 0
+
+
+def test_evaluate_eight_threads_batches_on_one_engine(lm):
+    dev = [dspy.Example(question=question(c), answer=a).with_inputs("question") for c, a in CAPITALS.items()] * 4
+    before = engine_of(lm).stats()
+    with dspy.context(lm=lm):
+        result = dspy.Evaluate(devset=dev, metric=lambda ex, pred, trace=None: ex.answer == pred.answer,
+                               num_threads=8, display_progress=False)(dspy.Predict("question -> answer"))
+    assert result.score == 100.0
+    after = engine_of(lm).stats()
+    assert after.requests_finished - before.requests_finished == len(dev)
+    assert after.mean_batch_size > 1.5  # 8 threads shared decode steps
+    assert after.prefill_tokens_saved > before.prefill_tokens_saved  # the predictor's shared prompt was reused
+
+
+def test_async_calls_share_the_engine(lm):
+    program = dspy.Predict("question -> answer")
+
+    async def main():
+        with dspy.context(lm=lm):
+            return await asyncio.gather(*(program.acall(question=question(c)) for c in CAPITALS))
+
+    assert [p.answer for p in asyncio.run(main())] == list(CAPITALS.values())
+
+
+def test_stream_through_dspy_engine(lm):
+    from dspy.lm15 import Message, Request
+
+    system, user = dspy.ChatAdapter().format(dspy.Predict("question -> answer").signature, demos=[],
+                                             inputs={"question": question("Peru")})
+    request = Request(model=lm.model, system=system["content"], messages=(Message.user(user["content"]),))
+    events = list(lm._engine_spec.stream(request))
+    assert events[0].type == "start" and events[-1].type == "end"
+    text = "".join(e.delta.text for e in events if e.type == "delta")
+    assert text == lm._engine_spec.complete(request).message.text
+    assert "Lima" in text and events[-1].usage.output_tokens > 3
+
+
+def test_copies_and_saved_programs_share_one_set_of_weights(lm, tmp_path):
+    program = dspy.ChainOfThought("question -> answer")
+    program.predict.lm = lm
+    weights = engine_of(lm).model
+    clone = program.deepcopy()
+    assert engine_of(clone.predict.lm) is engine_of(lm) and engine_of(lm.copy(temperature=0.5)).model is weights
+    assert copy.deepcopy(lm)._engine_spec is lm._engine_spec
+
+    path = tmp_path / "program.json"
+    program.save(path)
+    fresh = dspy.ChainOfThought("question -> answer")
+    fresh.load(path, allow_unsafe_lm_state=True)
+    assert fresh.predict.lm.model == "local/capitals"
+    assert engine_of(fresh.predict.lm).model is weights
+    assert sum(1 for m in cp.loaded_models() if m.name == "capitals") == 1
+    assert fresh(question=question("Spain")).answer == "Madrid"
+
+
+def test_loaded_models_snapshot(lm):
+    snap = next(m.snapshot() for m in cp.loaded_models() if m.name == "capitals")
+    assert snap["params"] > 0 and snap["device"] == "cpu" and snap["dtype"] == "float32"
+    assert {"requests_total", "queue_depth", "batch_size_hist", "tokens_per_s"} <= set(snap["stats"])
