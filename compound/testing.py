@@ -158,3 +158,20 @@ def _train_capitals(seed: int, steps: int):
         loss.backward()
         opt.step()
     return model.eval(), tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def word_tokenizer(vocab_size: int):
+    """A word-level tokenizer with exactly `vocab_size` entries (`w0`, `w1`, ...), for real model shapes with random
+    weights: any id decodes, so engine and baseline detokenize the same way."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate(SPECIAL)}
+    vocab.update({f"w{i}": i for i in range(len(SPECIAL), vocab_size)})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<|pad|>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>", eos_token="<|end|>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast

@@ -7,7 +7,8 @@ Example:
 """
 
 from compound.lm.dspy_lm import LM, AsyncHFEngine, HFEngine, engine_of
-from compound.lm.engine import Engine, EngineClosedError, EngineConfig, EngineDeadError
+from compound.lm.config import EngineConfig
+from compound.lm.engine import Engine, EngineClosedError, EngineDeadError
 from compound.lm.loading import LoadedModel, loaded_models, pick_device, pick_dtype
 from compound.lm.prompt import render_prompt
 from compound.lm.sampling import SamplingParams

@@ -11,11 +11,10 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
-
 import torch
 from dspy.lm15 import ContextLengthError
 
+from compound.lm.config import EngineConfig, kv_shape
 from compound.lm.kv import PrefixCache, SlotKVCache
 from compound.lm.runner import ModelRunner
 from compound.lm.sampling import SamplingParams, choose_tokens, make_generator
@@ -32,40 +31,6 @@ class EngineDeadError(RuntimeError):
 
 class EngineClosedError(RuntimeError):
     """The engine was closed; pending and new requests fail with this."""
-
-
-@dataclass
-class EngineConfig:
-    """Sizes of the engine's batch and memory. `None` picks a default for the device.
-
-    Example:
-        >>> EngineConfig(max_batch_size=8, max_seq_len=1024).max_batch_size
-        8
-    """
-
-    max_batch_size: int | None = None  # KV slots = sequences decoded together (64 on CUDA, 32 on CPU)
-    max_seq_len: int | None = None  # prompt + output tokens per sequence (model limit, capped at 4096 / 2048)
-    max_prefill_tokens: int | None = None  # prompt tokens computed per step (2048 on CUDA, 512 on CPU)
-    prefix_block_size: int = 16
-    prefix_cache_tokens: int | None = None  # 0 disables prefix reuse (65536 on CUDA, 8192 on CPU)
-
-    def resolved(self, model, device: torch.device) -> "EngineConfig":
-        cuda = device.type == "cuda"
-        limit = getattr(model.config, "max_position_embeddings", None) or 2048
-        return EngineConfig(
-            max_batch_size=self.max_batch_size or (64 if cuda else 32),
-            max_seq_len=min(self.max_seq_len or (4096 if cuda else 2048), limit),
-            max_prefill_tokens=self.max_prefill_tokens or (2048 if cuda else 512),
-            prefix_block_size=self.prefix_block_size,
-            prefix_cache_tokens=(65536 if cuda else 8192) if self.prefix_cache_tokens is None else self.prefix_cache_tokens,
-        )
-
-
-def _kv_shape(config) -> tuple[int, int, int]:
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return config.num_hidden_layers, kv_heads, head_dim
 
 
 def _eos_ids(model, tokenizer) -> frozenset[int]:
@@ -88,7 +53,7 @@ class Engine:
         self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
         self.device = next(model.parameters()).device
         self.config = (config or EngineConfig()).resolved(model, self.device)
-        layers, kv_heads, head_dim = _kv_shape(model.config)
+        layers, kv_heads, head_dim = kv_shape(model.config)
         c = self.config
         self.kv = SlotKVCache(layers, c.max_batch_size, kv_heads, c.max_seq_len, head_dim, model.dtype, self.device)
         self.prefix = PrefixCache(self.kv, c.prefix_block_size, c.prefix_cache_tokens // c.prefix_block_size)
@@ -165,6 +130,8 @@ class Engine:
 
     # ---- scheduler thread ---------------------------------------------------------------------------------------
     def _loop(self) -> None:
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.config.cpu_threads)
         try:
             while not self._closed:
                 self._drain_inbox()

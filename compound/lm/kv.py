@@ -31,7 +31,7 @@ class SlotKVCache:
         """Copy a sequence's first `length` positions from slot `src` to slot `dst` (compaction after a finish)."""
         self.kv[:, :, dst, :, :length] = self.kv[:, :, src, :, :length]
 
-    def view(self, rows: torch.Tensor, write_pos: torch.Tensor, kv_len: int) -> "KVView":
+    def view(self, rows: list[int], write_pos: torch.Tensor, kv_len: int) -> "KVView":
         return KVView(self.kv, rows, write_pos, kv_len)
 
 
@@ -39,22 +39,18 @@ class KVView:
     """What the HF attention layers see as `cache`: `update` stores the new K/V at each row's own positions and
     returns the rows' K/V up to `kv_len`.
 
-    rows: (B,) slot of each batch row; write_pos: (B, Q) absolute position of each query token (scratch for padding).
+    rows: slot of each batch row; write_pos: (B, Q) absolute position of each query token (scratch for padding).
     """
 
     is_compileable = False
 
-    def __init__(self, kv: torch.Tensor, rows: torch.Tensor, write_pos: torch.Tensor, kv_len: int):
-        self.kv, self.rows, self.write_pos, self.kv_len = kv, rows, write_pos, kv_len
-        first = int(rows[0]) if rows.numel() else 0
+    def __init__(self, kv: torch.Tensor, rows: list[int], write_pos: torch.Tensor, kv_len: int):
+        self.kv, self.write_pos, self.kv_len = kv, write_pos, kv_len
+        self.rows = torch.tensor(rows, device=kv.device)
         # contiguous rows (always true while decoding) read a view instead of gathering a copy
-        self._span = slice(first, first + rows.numel()) if self._contiguous(rows, first) else None
-        self._row_index = rows[:, None].expand_as(write_pos)
-
-    @staticmethod
-    def _contiguous(rows: torch.Tensor, first: int) -> bool:
-        n = rows.numel()
-        return n == 0 or bool((rows == torch.arange(first, first + n, device=rows.device)).all())
+        contiguous = rows == list(range(rows[0], rows[0] + len(rows)))
+        self._span = slice(rows[0], rows[0] + len(rows)) if contiguous else None
+        self._row_index = self.rows[:, None].expand_as(write_pos)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         k_cache, v_cache = self.kv[layer_idx, 0], self.kv[layer_idx, 1]  # (S, H, T+1, D)

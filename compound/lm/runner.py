@@ -44,7 +44,7 @@ class ModelRunner:
             kv_len = max(kv_len, start + n)
         ids, pos = ids.to(self.device), pos.to(self.device)
         write_pos = torch.where(pos >= 0, pos, self.kv.scratch)
-        rows = torch.tensor([s.slot for s in seqs], device=self.device)
+        rows = [s.slot for s in seqs]
         out = self.model(
             input_ids=ids,
             position_ids=pos.clamp(min=0),
