@@ -91,13 +91,17 @@ def compare(workload, model, tokenizer, calls_for, concurrency, naive_max_reques
         run(lm, calls_for(2), 2, repeats=1)
     for n in concurrency:
         requests = max(6 * n, 24)  # several rounds per thread: steady state, not ramp-up
+        before = cp.lm.engine_of(engine_lm).stats()
         eng = run(engine_lm, calls_for(requests), n)
         naive = run(naive_lm, calls_for(min(requests, naive_max_requests)), n)
         ratios[n] = eng["tok_per_s"] / naive["tok_per_s"]
-        stats = cp.lm.engine_of(engine_lm).stats()
+        after = cp.lm.engine_of(engine_lm).stats()
+        hist = {k: v - before.batch_size_hist.get(k, 0) for k, v in after.batch_size_hist.items()}
+        steps = sum(hist.values())
         out(workload=workload, threads=n, engine=eng, naive=naive, ratio=round(ratios[n], 2),
-            mean_decode_batch=round(stats.mean_batch_size, 1),
-            prefill_saved=f"{stats.prefill_tokens_saved}/{stats.prompt_tokens}")
+            mean_decode_batch=round(sum(int(k) * v for k, v in hist.items()) / max(steps, 1), 1),
+            prefill_saved=f"{after.prefill_tokens_saved - before.prefill_tokens_saved}/"
+                          f"{after.prompt_tokens - before.prompt_tokens}")
     return ratios
 
 

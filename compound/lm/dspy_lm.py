@@ -102,6 +102,11 @@ class HFEngine:
     def _submit(self, request: Request, stream: bool = False):
         loaded = self.loaded
         _, _, adapter = request.model.partition("@")
+        if adapter and adapter not in loaded.adapters:
+            raise ValueError(
+                f"adapter {adapter!r} is not loaded on {loaded.name!r} (loaded: {loaded.adapters or 'none'}); "
+                f"fine-tune or load it before calling {request.model!r}, or call 'local/{loaded.name}' for the base"
+            )
         messages = [{"role": m.role, "content": m.text or ""} for m in request.messages]
         text = render_prompt(loaded.tokenizer, _system_text(request.system), messages)
         c = request.config

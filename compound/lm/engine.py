@@ -58,7 +58,7 @@ class Engine:
         self.kv = SlotKVCache(layers, c.max_batch_size, kv_heads, c.max_seq_len, head_dim, model.dtype, self.device)
         self.prefix = PrefixCache(self.kv, c.prefix_block_size, c.prefix_cache_tokens // c.prefix_block_size)
         self.scheduler = Scheduler(self.kv, self.prefix, c.max_prefill_tokens)
-        self.runner = ModelRunner(model, self.kv)
+        self.runner = ModelRunner(model, self.kv, cuda_graphs=c.cuda_graphs)
         self.eos_ids = _eos_ids(model, tokenizer)
         self._stats = StatsRecorder()
         self._stats.set(kv_cache_bytes=self.kv.nbytes + self.prefix.nbytes)
@@ -80,17 +80,30 @@ class Engine:
             raise EngineDeadError(f"engine {self.name!r} stopped after an error; load the model again") from self._dead
         if self._closed:
             raise EngineClosedError(f"engine {self.name!r} is closed; create a new one with compound.LM(...)")
+        seq = self.new_sequence(prompt_ids, params, adapter, stream)
+        with self._lock:
+            if self._stopped:
+                raise EngineClosedError(f"engine {self.name!r} is closed; create a new one with compound.LM(...)")
+            self._stats.update(requests_total=1, prompt_tokens=len(prompt_ids))
+            self._inbox.put(seq)
+        self._wake.set()
+        return seq
+
+    def new_sequence(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None, stream: bool = False
+    ) -> Sequence:
+        """Check a request against this engine's limits and make its `Sequence` (not queued yet)."""
+        if not prompt_ids:
+            raise ValueError("empty prompt: give the model at least one token")
         room = self.config.max_seq_len - len(prompt_ids)
         if room < 1:
             raise ContextLengthError(
                 f"prompt of {len(prompt_ids)} tokens does not fit the context of {self.config.max_seq_len} tokens "
                 f"of {self.name!r}; shorten the prompt (fewer demos) or raise EngineConfig(max_seq_len=...)"
             )
-        if not prompt_ids:
-            raise ValueError("empty prompt: give the model at least one token")
         if params.max_tokens > room:
             params = SamplingParams(**{**_fields(params), "max_tokens": room})
-        seq = Sequence(
+        return Sequence(
             prompt_ids=list(prompt_ids),
             params=params,
             adapter=adapter,
@@ -99,13 +112,6 @@ class Engine:
             eos_ids=self.eos_ids,
             stream=queue.SimpleQueue() if stream else None,
         )
-        with self._lock:
-            if self._stopped:
-                raise EngineClosedError(f"engine {self.name!r} is closed; create a new one with compound.LM(...)")
-            self._stats.update(requests_total=1, prompt_tokens=len(prompt_ids))
-            self._inbox.put(seq)
-        self._wake.set()
-        return seq
 
     def generate(self, prompt: str, params: SamplingParams | None = None) -> Result:
         """Blocking convenience for one raw-text prompt (no chat template)."""

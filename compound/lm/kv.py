@@ -44,12 +44,16 @@ class KVView:
 
     is_compileable = False
 
-    def __init__(self, kv: torch.Tensor, rows: list[int], write_pos: torch.Tensor, kv_len: int):
+    def __init__(self, kv: torch.Tensor, rows: list[int] | None, write_pos: torch.Tensor, kv_len: int,
+                 rows_tensor: torch.Tensor | None = None):
         self.kv, self.write_pos, self.kv_len = kv, write_pos, kv_len
-        self.rows = torch.tensor(rows, device=kv.device)
-        # contiguous rows (always true while decoding) read a view instead of gathering a copy
-        contiguous = rows == list(range(rows[0], rows[0] + len(rows)))
-        self._span = slice(rows[0], rows[0] + len(rows)) if contiguous else None
+        if rows is None:  # CUDA-graph capture: slots 0..B-1, index tensor prebuilt (no host copy while capturing)
+            self.rows, self._span = rows_tensor, slice(0, rows_tensor.shape[0])
+        else:
+            self.rows = torch.tensor(rows, device=kv.device)
+            # contiguous rows (always true while decoding) read a view instead of gathering a copy
+            contiguous = rows == list(range(rows[0], rows[0] + len(rows)))
+            self._span = slice(rows[0], rows[0] + len(rows)) if contiguous else None
         self._row_index = self.rows[:, None].expand_as(write_pos)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):

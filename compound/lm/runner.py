@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from compound.lm.cuda_graphs import DecodeGraphs
 from compound.lm.kv import SlotKVCache, attention_mask
 from compound.lm.sequence import Sequence
 
@@ -19,12 +20,13 @@ class ModelRunner:
     column and is masked out.
     """
 
-    def __init__(self, model, kv: SlotKVCache):
+    def __init__(self, model, kv: SlotKVCache, cuda_graphs: bool = False):
         self.model, self.kv = model, kv
         self.device = next(model.parameters()).device
         self.dtype = kv.kv.dtype
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.graphs = DecodeGraphs(model, kv, self._cache_kw) if cuda_graphs and self.device.type == "cuda" else None
 
     @torch.inference_mode()
     def forward(self, seqs: list[Sequence], chunks: list[int]) -> tuple[torch.Tensor, float]:
@@ -42,9 +44,18 @@ class ModelRunner:
             ids[i, q - n :] = torch.tensor(seq.tokens[start : start + n])
             pos[i, q - n :] = torch.arange(start, start + n)
             kv_len = max(kv_len, start + n)
-        ids, pos = ids.to(self.device), pos.to(self.device)
-        write_pos = torch.where(pos >= 0, pos, self.kv.scratch)
+        ids, pos = ids.to(self.device, non_blocking=True), pos.to(self.device, non_blocking=True)
         rows = [s.slot for s in seqs]
+        if self.graphs is not None and self.graphs.enabled and q == 1 and rows == list(range(len(rows))):
+            logits = self.graphs.run(ids, pos, kv_len, lambda: self._eager(ids, pos, rows, kv_len))
+        else:
+            logits = self._eager(ids, pos, rows, kv_len)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return logits, time.perf_counter() - t0
+
+    def _eager(self, ids: torch.Tensor, pos: torch.Tensor, rows: list[int], kv_len: int) -> torch.Tensor:
+        write_pos = torch.where(pos >= 0, pos, self.kv.scratch)
         out = self.model(
             input_ids=ids,
             position_ids=pos.clamp(min=0),
@@ -53,7 +64,4 @@ class ModelRunner:
             logits_to_keep=1,
             **{self._cache_kw: self.kv.view(rows, write_pos, kv_len)},
         )
-        logits = out.logits[:, -1, :]
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return logits, time.perf_counter() - t0
+        return out.logits[:, -1, :]

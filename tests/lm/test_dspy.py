@@ -97,3 +97,9 @@ def test_loaded_models_snapshot(lm):
     snap = next(m.snapshot() for m in cp.loaded_models() if m.name == "capitals")
     assert snap["params"] > 0 and snap["device"] == "cpu" and snap["dtype"] == "float32"
     assert {"requests_total", "queue_depth", "batch_size_hist", "tokens_per_s"} <= set(snap["stats"])
+
+
+def test_unknown_adapter_is_refused_not_served_by_the_base(lm):
+    tuned = lm.copy(model="local/capitals@never-trained")
+    with pytest.raises(Exception, match="adapter 'never-trained' is not loaded"):
+        tuned("What is the capital of Peru?")

@@ -220,3 +220,23 @@ def test_close_fails_pending_requests_cleanly(varied, make_engine):
     assert "closed" in outcomes
     with pytest.raises(EngineClosedError):
         engine.submit(ids(tok, PROMPTS[0]), SamplingParams())
+
+
+def test_long_newcomer_prefill_does_not_stall_running_decodes(varied, make_engine):
+    """Driven step by step: a 200-token prompt is prefilled 16 tokens a step while a running sequence decodes on."""
+    model, tok = varied
+    engine = make_engine(max_prefill_tokens=16)
+    engine.close()  # stop the scheduler thread; this test calls step() itself
+    running = engine.new_sequence(ids(tok, PROMPTS[0]), SamplingParams(max_tokens=40))
+    engine.scheduler.add(running)
+    engine.step()
+    long_prompt = ids(tok, "the quick brown fox jumps over the lazy dog " * 12)[:200]
+    newcomer = engine.new_sequence(long_prompt, SamplingParams(max_tokens=4))
+    engine.scheduler.add(newcomer)
+    progress = []
+    while newcomer.num_computed < len(long_prompt):
+        before = len(running.output_ids)
+        engine.step()
+        progress.append(len(running.output_ids) - before)
+    assert len(progress) >= 200 // 16  # the prompt took many steps ...
+    assert all(p == 1 for p in progress)  # ... and the running sequence got a token in every one of them
