@@ -103,3 +103,17 @@ def test_unknown_adapter_is_refused_not_served_by_the_base(lm):
     tuned = lm.copy(model="local/capitals@never-trained")
     with pytest.raises(Exception, match="adapter 'never-trained' is not loaded"):
         tuned("What is the capital of Peru?")
+
+
+def test_after_an_engine_crash_the_next_call_gets_a_fresh_engine(lm):
+    broken = engine_of(lm)
+
+    def crash(seqs, chunks):
+        raise RuntimeError("device-side assert (injected)")
+
+    broken.runner.forward = crash
+    with dspy.context(lm=lm), pytest.raises(Exception, match="device-side assert"):
+        dspy.Predict("question -> answer")(question=question("Peru"))
+    with dspy.context(lm=lm):
+        assert dspy.Predict("question -> answer")(question=question("Peru")).answer == "Lima"
+    assert engine_of(lm) is not broken and engine_of(lm).model is broken.model
