@@ -190,7 +190,8 @@ def LM(
 
     `model` is a hub id, a local folder, or a loaded transformers model (then `tokenizer=` and `name=` too). Loading
     happens once per (model, revision, device) in the process; `lm_kwargs` go to `dspy.LM` (temperature, max_tokens,
-    cache, ...). ChatAdapter's `[[ ## completed ## ]]` is a stop string unless you pass `stop=`.
+    cache, ...). ChatAdapter's `[[ ## completed ## ]]` is a stop string unless you pass `stop=`. A fingerprint of the
+    weights rides in `metadata` so DSPy's on-disk cache never answers from other weights under the same name.
 
     Example:
         >>> import dspy, compound as cp
@@ -203,6 +204,7 @@ def LM(
     lm_kwargs.setdefault("temperature", 0.0)
     lm_kwargs.setdefault("max_tokens", 512)
     lm_kwargs.setdefault("stop", [CHAT_ADAPTER_STOP])
+    lm_kwargs["metadata"] = {**(lm_kwargs.get("metadata") or {}), "compound_weights": loaded.fingerprint}
     return dspy.LM(f"local/{loaded.name}", engine=engine, async_engine=AsyncHFEngine(engine), **lm_kwargs)
 
 

@@ -48,6 +48,7 @@ class LoadedModel:
     tokenizer: object
     engine_config: EngineConfig | None = None
     adapters: list[str] = field(default_factory=list)
+    fingerprint: str = ""
     _engine: Engine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -84,11 +85,31 @@ class LoadedModel:
             "dtype": str(self.model.dtype).removeprefix("torch."),
             "memory_bytes": self.memory_bytes,
             "adapters": list(self.adapters),
+            "fingerprint": self.fingerprint,
             "stats": stats,
         }
 
+    def __post_init__(self):
+        self.fingerprint = self.fingerprint or weights_fingerprint(self.model)
+
     def __repr__(self) -> str:
         return f"LoadedModel({self.name!r}, {self.params / 1e6:.1f}M params, {self.device}, {self.model.dtype})"
+
+
+def weights_fingerprint(model: torch.nn.Module, samples: int = 1024) -> str:
+    """A short hash of the weights: config plus ~`samples` evenly spaced values of every tensor (cheap for any size).
+
+    It goes into DSPy's cache key, so a rebuilt or retrained model under the same name never gets old answers.
+    """
+    import hashlib
+
+    h = hashlib.sha256(model.config.to_json_string().encode() if hasattr(model, "config") else b"")
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            flat = t.detach().reshape(-1)
+            h.update(f"{name}{tuple(t.shape)}{t.dtype}".encode())
+            h.update(flat[:: max(1, flat.numel() // samples)].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 _REGISTRY: dict[tuple, LoadedModel] = {}

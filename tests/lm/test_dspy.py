@@ -117,3 +117,30 @@ def test_after_an_engine_crash_the_next_call_gets_a_fresh_engine(lm):
     with dspy.context(lm=lm):
         assert dspy.Predict("question -> answer")(question=question("Peru")).answer == "Lima"
     assert engine_of(lm) is not broken and engine_of(lm).model is broken.model
+
+
+def test_disk_cache_never_answers_from_other_weights(capitals, tmp_path):
+    """Two different models under one name: DSPy's cache keys differ because the weights' fingerprint is in them."""
+    from compound.testing import tiny_llama
+
+    dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
+    try:
+        _check_cache_keys(capitals)
+    finally:
+        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True)
+
+
+def _check_cache_keys(capitals):
+    from compound.testing import tiny_llama
+
+    model, tok = capitals
+    trained = cp.LM(model, tokenizer=tok, name="same-name", cache=True, max_tokens=64)
+    with dspy.context(lm=trained):
+        assert dspy.Predict("question -> answer")(question=question("Peru")).answer == "Lima"
+    cp.lm.loading._REGISTRY.pop(("memory", "same-name", None, "cpu"))
+    random_model, _ = tiny_llama(9, tokenizer=tok)
+    other = cp.LM(random_model, tokenizer=tok, name="same-name", cache=True, max_tokens=8)
+    assert other.model == trained.model and other.kwargs["metadata"] != trained.kwargs["metadata"]
+    before = engine_of(other).stats().requests_total
+    other("What is the capital of Peru?")
+    assert engine_of(other).stats().requests_total == before + 1  # computed, not served from the cache
