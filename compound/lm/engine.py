@@ -107,7 +107,7 @@ class Engine:
             prompt_ids=list(prompt_ids),
             params=params,
             adapter=adapter,
-            tracker=TextTracker(self.tokenizer, prompt_ids, params.stop),
+            tracker=TextTracker(self.tokenizer, prompt_ids, params.stop, incremental=stream),
             generator=make_generator(params, self.device),
             eos_ids=self.eos_ids,
             stream=queue.SimpleQueue() if stream else None,

@@ -36,14 +36,19 @@ class ModelRunner:
         """
         t0 = time.perf_counter()
         q = max(chunks)
-        ids = torch.zeros(len(seqs), q, dtype=torch.long)
-        pos = torch.full((len(seqs), q), -1, dtype=torch.long)
-        kv_len = 1
-        for i, (seq, n) in enumerate(zip(seqs, chunks)):
-            start = seq.num_computed
-            ids[i, q - n :] = torch.tensor(seq.tokens[start : start + n])
-            pos[i, q - n :] = torch.arange(start, start + n)
-            kv_len = max(kv_len, start + n)
+        if q == 1:  # decode: one token per row, no padding
+            ids = torch.tensor([[s.token_at(s.num_computed)] for s in seqs])
+            pos = torch.tensor([[s.num_computed] for s in seqs])
+            kv_len = int(pos.max()) + 1
+        else:
+            ids = torch.zeros(len(seqs), q, dtype=torch.long)
+            pos = torch.full((len(seqs), q), -1, dtype=torch.long)
+            kv_len = 1
+            for i, (seq, n) in enumerate(zip(seqs, chunks)):
+                start = seq.num_computed
+                ids[i, q - n :] = torch.tensor(seq.tokens[start : start + n])
+                pos[i, q - n :] = torch.arange(start, start + n)
+                kv_len = max(kv_len, start + n)
         ids, pos = ids.to(self.device, non_blocking=True), pos.to(self.device, non_blocking=True)
         rows = [s.slot for s in seqs]
         if self.graphs is not None and self.graphs.enabled and q == 1 and rows == list(range(len(rows))):

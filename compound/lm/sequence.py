@@ -44,9 +44,11 @@ class TextTracker:
     several tokens is still found because the search looks back over the last `max_stop_len` characters.
     """
 
-    def __init__(self, tokenizer, prompt_ids: list[int], stop: tuple[str, ...]):
+    def __init__(self, tokenizer, prompt_ids: list[int], stop: tuple[str, ...], incremental: bool = True):
         self.tokenizer = tokenizer
         self.stop = tuple(s for s in stop if s)
+        # without stop strings or a stream nobody looks at the text before the end: decode once, in flush()
+        self.incremental = incremental or bool(self.stop)
         self.max_stop = max((len(s) for s in self.stop), default=0)
         self.text = ""
         self._ids: list[int] = []
@@ -56,6 +58,8 @@ class TextTracker:
     def add(self, token_id: int) -> str | None:
         """Append one token; returns the matched stop string if the text now contains one."""
         self._ids.append(token_id)
+        if not self.incremental:
+            return None
         prefix = self.tokenizer.decode(self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True)
         full = self.tokenizer.decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
         if full.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
@@ -112,6 +116,10 @@ class Sequence:
     @property
     def tokens(self) -> list[int]:
         return self.prompt_ids + self.output_ids
+
+    def token_at(self, i: int) -> int:
+        n = len(self.prompt_ids)
+        return self.prompt_ids[i] if i < n else self.output_ids[i - n]
 
     @property
     def num_tokens(self) -> int:
