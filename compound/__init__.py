@@ -22,22 +22,75 @@ _LAZY: dict[str, str] = {
     "EngineConfig": "compound.lm",
     "SamplingParams": "compound.lm",
     "loaded_models": "compound.lm",
+    "show": "compound.trace",
+    "zoo": "compound.zoo",  # a subpackage: `cp.zoo` is the module itself
+    "CompactAdapter": "compound.zoo.adapter",
+    "optimize": "compound.optimize.run",
+    "OptimizationJob": "compound.optimize.job",
+    "jobs": "compound.jobs",  # a module: cp.jobs.list_jobs(), cp.jobs.subscribe(...)
+    "widgets": "compound.widgets",  # a subpackage: Progress, LineChart, Table and their widgets
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
     from compound.lm import LM, Engine, EngineConfig, SamplingParams, loaded_models
+    from compound import zoo
+    from compound.trace import show
+    from compound.zoo.adapter import CompactAdapter
+    from compound import jobs, widgets
+    from compound.optimize.job import OptimizationJob
+    from compound.optimize.run import optimize
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'compound' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where Jupyter finds compound's prebuilt JupyterLab extension (used by `jupyter-builder develop`)."""
+    return [{"src": "labextension", "dest": "compound-jupyterlab"}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext compound`: connect this kernel to the JupyterLab "Compound" sidebar."""
+    from compound.jupyter import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from compound.jupyter import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+def _connect_sidebar_when_in_a_kernel() -> None:
+    # `import compound` in a notebook is enough for the sidebar. Checked through sys.modules so that scripts
+    # and tests never import IPython; a failure here must never break the import itself.
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    if ipython is None or getattr(ipython.get_ipython(), "kernel", None) is None:
+        return
+    try:
+        from compound.jupyter import start_kernel_bridge
+
+        start_kernel_bridge()
+    except Exception as exc:  # pragma: no cover - reported, not raised
+        import warnings
+
+        warnings.warn(f"compound: the JupyterLab sidebar is unavailable in this kernel ({exc})", stacklevel=2)
+
+
+_connect_sidebar_when_in_a_kernel()

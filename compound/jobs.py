@@ -1,0 +1,275 @@
+"""Background jobs: long work (optimization, training) that runs in a thread and can be watched and stopped.
+
+A notebook cell that starts a job returns at once with a `Job` handle, so the kernel's shell channel stays free:
+a widget's Stop button or the sidebar's Cancel then reaches the kernel while the job runs. Every job lives in a
+process-wide registry that the sidebar reads (`list_jobs`) and follows (`subscribe`).
+
+Example:
+    >>> from compound import jobs
+    >>> job = jobs.start(lambda job: sum(range(10)), name="sum")
+    >>> job.result(timeout=10)
+    45
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Job", "JobStopped", "list_jobs", "start", "subscribe"]
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ("running", "stopping", "done", "failed", "cancelled")
+_FINISHED = ("done", "failed", "cancelled")
+# How many finished jobs the registry remembers (the sidebar shows "recently finished").
+_KEEP_FINISHED = 20
+# Subscribers hear progress/detail changes at most this often per job; status changes are never delayed.
+_NOTIFY_INTERVAL_S = 0.1
+
+_registry_lock = threading.Lock()
+_registry: dict[str, Job] = {}
+_order = itertools.count()
+_subscribers: tuple[Callable[[Job], None], ...] = ()
+
+
+class JobStopped(Exception):
+    """Raised by `Job.result()` when a job was stopped before it produced any result."""
+
+
+class Job:
+    """A unit of background work with a status, a progress fraction and a graceful stop.
+
+    Subclasses override `run()`; plain functions go through `compound.jobs.start(fn, name=...)`.
+    `stop()` only asks: the work checks `stop_requested` at its safe points, ends early and keeps its best
+    result so far. A job that ends after a stop request finishes as "cancelled"; `result()` still returns
+    what it kept.
+
+    Example:
+        >>> class Count(Job):
+        ...     def run(self):
+        ...         for i in range(3):
+        ...             self.update(progress=(i + 1) / 3)
+        ...         return 3
+        >>> Count("count", kind="demo").start().result(timeout=10)
+        3
+    """
+
+    kind: str = "job"
+
+    def __init__(self, name: str, *, kind: str | None = None):
+        self.id = uuid.uuid4().hex[:12]
+        self.name = name
+        if kind is not None:
+            self.kind = kind
+        self.status = "running"
+        self.progress: float | None = None
+        self.detail = ""
+        self.started_at: float | None = None
+        self.ended_at: float | None = None
+        self.error: BaseException | None = None
+        self._result: Any = None
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._last_notify = 0.0
+        self._notify_pending = False
+
+    # -- the work ---------------------------------------------------------------------------------------------
+    def run(self) -> Any:
+        """The work itself, run on the job's thread; check `self.stop_requested` at safe points."""
+        raise NotImplementedError(f"{type(self).__name__} must implement run(), or use compound.jobs.start(fn)")
+
+    def start(self) -> Job:
+        """Register the job and run it on a daemon thread; returns self."""
+        if self._thread is not None:
+            raise RuntimeError(f"job {self.name!r} was already started; create a new one to run again")
+        self.started_at = time.time()
+        with _registry_lock:
+            _registry[self.id] = self
+            self._order = next(_order)
+            _forget_old_jobs()
+        self._thread = threading.Thread(target=self._main, name=f"compound-job-{self.name}", daemon=True)
+        _notify(self)  # before the work starts, so a subscriber can attach to the job before anything happens
+        self._thread.start()
+        return self
+
+    def _main(self) -> None:
+        try:
+            self._result = self.run()
+            status = "cancelled" if self._stop.is_set() else "done"
+        except BaseException as exc:  # the job thread must always end in a final status
+            self.error = exc
+            status = "failed"
+            logger.debug("job %s failed", self.name, exc_info=True)
+        with self._lock:
+            self.ended_at = time.time()
+            if status == "done" and self.progress is not None:
+                self.progress = 1.0
+            self.status = status
+            self._finished.set()
+        _notify(self)
+
+    # -- control ----------------------------------------------------------------------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        """True once `stop()` was called; the work should end at its next safe point."""
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        """Ask the job to end at its next safe point, keeping its best result so far. Returns at once."""
+        with self._lock:
+            if self._finished.is_set() or self._stop.is_set():
+                return
+            self._stop.set()
+            self.status = "stopping"
+        _notify(self)
+
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job ends (or `timeout` seconds pass); returns whether it ended."""
+        return self._finished.wait(timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until the job ends and return its result; re-raises the job's error.
+
+        Raises `TimeoutError` if it is still running after `timeout` seconds.
+        """
+        if not self._finished.wait(timeout):
+            raise TimeoutError(f"job {self.name!r} is still {self.status} after {timeout} s; call .stop() to end it")
+        if self.error is not None:
+            raise self.error
+        return self._result
+
+    # -- reporting --------------------------------------------------------------------------------------------
+    def update(self, *, progress: float | None = None, detail: str | None = None) -> None:
+        """Report progress (0..1) and/or a one-line detail; subscribers hear about it, throttled."""
+        if progress is not None:
+            self.progress = min(1.0, max(0.0, float(progress)))
+        if detail is not None:
+            self.detail = detail
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last_notify >= _NOTIFY_INTERVAL_S:
+                self._last_notify = now
+                send_now = True
+            else:
+                send_now = False
+                if self._notify_pending:
+                    return
+                self._notify_pending = True
+        if send_now:
+            _notify(self)
+        else:  # a trailing notification, so the last update is never lost
+            timer = threading.Timer(_NOTIFY_INTERVAL_S, self._trailing_notify)
+            timer.daemon = True
+            timer.start()
+
+    def _trailing_notify(self) -> None:
+        with self._lock:
+            self._notify_pending = False
+            self._last_notify = time.monotonic()
+        _notify(self)
+
+    @property
+    def elapsed_s(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.ended_at or time.time()) - self.started_at
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready dict: id, name, kind, status, progress, detail, started_at, ended_at, elapsed_s."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "progress": self.progress,
+            "detail": self.detail,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+    def __repr__(self) -> str:
+        progress = "" if self.progress is None else f" {self.progress:.0%}"
+        detail = f" · {self.detail}" if self.detail else ""
+        return f"<{type(self).__name__} {self.name!r} {self.status}{progress} {self.elapsed_s:.1f}s{detail}>"
+
+
+class _FunctionJob(Job):
+    def __init__(self, fn: Callable[[Job], Any], name: str, kind: str):
+        super().__init__(name, kind=kind)
+        self._fn = fn
+
+    def run(self) -> Any:
+        return self._fn(self)
+
+
+def start(fn: Callable[[Job], Any], *, name: str, kind: str = "task") -> Job:
+    """Run `fn(job)` on a background thread and return its `Job` at once.
+
+    Example:
+        >>> job = start(lambda job: "ok", name="hello")
+        >>> job.result(timeout=10)
+        'ok'
+    """
+    if not callable(fn):
+        raise TypeError(f"`fn` must be a callable taking the Job, got {type(fn).__name__}")
+    return _FunctionJob(fn, name, kind).start()
+
+
+def list_jobs() -> list[Job]:
+    """Running jobs and the most recently finished ones, oldest first."""
+    with _registry_lock:
+        return sorted(_registry.values(), key=lambda job: job._order)
+
+
+def subscribe(callback: Callable[[Job], None]) -> Callable[[], None]:
+    """Call `callback(job)` whenever a job starts, reports progress or changes status; returns an unsubscribe function.
+
+    Callbacks run on whichever thread changed the job (often a worker thread), so they must be cheap and
+    thread-safe; errors they raise are logged and ignored.
+
+    Example:
+        >>> import threading
+        >>> finished = threading.Event()
+        >>> unsubscribe = subscribe(lambda job: job.status == "done" and finished.set())
+        >>> _ = start(lambda job: None, name="noop")
+        >>> finished.wait(10)
+        True
+        >>> unsubscribe()
+    """
+    global _subscribers
+    with _registry_lock:
+        _subscribers = (*_subscribers, callback)
+
+    def unsubscribe() -> None:
+        global _subscribers
+        with _registry_lock:
+            _subscribers = tuple(cb for cb in _subscribers if cb is not callback)
+
+    return unsubscribe
+
+
+def _notify(job: Job) -> None:
+    for callback in _subscribers:
+        try:
+            callback(job)
+        except Exception:
+            logger.warning("job subscriber %r failed", callback, exc_info=True)
+
+
+def _forget_old_jobs() -> None:
+    finished = [job for job in _registry.values() if job.status in _FINISHED]
+    finished.sort(key=lambda job: job._order)
+    for job in finished[: max(0, len(finished) - _KEEP_FINISHED)]:
+        del _registry[job.id]

@@ -1,0 +1,201 @@
+"""The kernel end of the compound sidebar: a comm that pushes snapshots and takes Cancel clicks.
+
+Transport (no server port, no files): the comm target `compound`. On registration the kernel opens one
+"announcement" comm, so a sidebar already watching this kernel learns at once that compound is loaded; each sidebar
+then opens a comm of its own to the target (the announcement can be closed by any frontend without the extension,
+e.g. VS Code, which would end it for everyone). A sidebar that connects later (page reload, notebook opened later)
+sees an open `compound` comm in `comm_info_reply` and opens its own. Snapshots go to every open comm.
+
+Messages, kernel -> frontend: {"type": "snapshot", models, jobs, device, pid, time} (see snapshot.py) and
+{"type": "cancelled", "job_id", "ok", "error"}. Frontend -> kernel: {"type": "cancel", "job_id"} and
+{"type": "refresh"}.
+
+Threads: snapshots are built and sent by one daemon thread, at most every `min_gap_s`, when something changed
+or every `heartbeat_s`; job changes only set an Event, so the job's own thread never waits on us. Cancel arrives
+on whatever thread ipykernel dispatches the comm message on: with JupyterLab >= 4.4 and ipykernel >= 7 that is a
+kernel subshell thread ("commsOverSubshells"), so Cancel works even while a cell blocks the main shell.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any
+
+from compound.jupyter.snapshot import find_job, kernel_snapshot
+
+COMM_TARGET = "compound"
+log = logging.getLogger(__name__)
+
+
+def _subshell_the_frontend_chose(_data: Any, requested_subshell_id: str | None) -> str | None:
+    return requested_subshell_id
+
+
+def handle_on_frontend_subshell(comm: Any) -> Any:
+    """Let a comm's incoming messages run on the subshell the frontend sent them to; returns the comm.
+
+    ipykernel >= 7 routes a comm's messages to the subshell that last *sent* on it (meant for widgets awaiting
+    replies). A comm whose kernel side sends from the main shell or a background thread therefore gets its
+    clicks queued behind a running cell. Use this for Stop/Cancel-style comms (also a widget's `widget.comm`).
+
+    Example:
+        >>> handle_on_frontend_subshell(widget.comm)  # doctest: +SKIP
+    """
+    comm._reply_subshell_for = _subshell_the_frontend_chose
+    return comm
+
+
+class KernelBridge:
+    """Keeps every open `compound` comm fed with rate-limited kernel snapshots."""
+
+    def __init__(self, min_gap_s: float = 0.25, heartbeat_s: float = 5.0, poll_s: float = 1.0):
+        self.min_gap_s = min_gap_s
+        self.heartbeat_s = heartbeat_s
+        self.poll_s = poll_s
+        self._comms: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._force = False
+        self._last_payload: dict[str, Any] | None = None
+        self._jobs_unsubscribe = None
+        self._thread: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self.sent = 0  # number of snapshots sent, for tests and the curious
+
+    # -- comms ---------------------------------------------------------------------------------------------
+    def register(self, comm_manager: Any = None, create_comm: Any = None) -> None:
+        """Register the comm target and announce this kernel to frontends (idempotent per manager)."""
+        import comm as comm_package
+
+        manager = comm_manager or comm_package.get_comm_manager()
+        manager.register_target(COMM_TARGET, self._on_frontend_open)
+        announce = (create_comm or comm_package.create_comm)(target_name=COMM_TARGET, data=kernel_snapshot())
+        self.attach(announce)
+
+    def attach(self, comm: Any) -> None:
+        # Our sends come from the publisher thread or the main shell; without this, Cancel would wait for the cell.
+        handle_on_frontend_subshell(comm)
+        comm.on_msg(self._on_msg)
+        comm.on_close(lambda _msg, comm_id=comm.comm_id: self._detach(comm_id))
+        with self._lock:
+            self._comms[comm.comm_id] = comm
+        self._ensure_thread()
+        self.push(force=True)
+
+    def _on_frontend_open(self, comm: Any, _open_msg: dict) -> None:
+        self.attach(comm)
+
+    def _detach(self, comm_id: str) -> None:
+        with self._lock:
+            self._comms.pop(comm_id, None)
+
+    @property
+    def comm_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._comms)
+
+    # -- frontend -> kernel ------------------------------------------------------------------------------
+    def _on_msg(self, msg: dict) -> None:
+        data = msg.get("content", {}).get("data", {}) or {}
+        kind = data.get("type")
+        if kind == "cancel":
+            self._broadcast(self.cancel(str(data.get("job_id", ""))))
+            self.push(force=True)
+        elif kind == "refresh":
+            self.push(force=True)
+        else:
+            log.warning("compound sidebar sent an unknown message type %r; expected 'cancel' or 'refresh'", kind)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Stop a job by id; returns the reply sent to frontends."""
+        job = find_job(job_id)
+        if job is None:
+            return {"type": "cancelled", "job_id": job_id, "ok": False, "error": f"no job with id {job_id!r}"}
+        try:
+            job.stop()
+        except Exception as exc:  # the sidebar shows the reason instead of the kernel log swallowing it
+            return {"type": "cancelled", "job_id": job_id, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"type": "cancelled", "job_id": job_id, "ok": True, "error": None}
+
+    # -- kernel -> frontend ------------------------------------------------------------------------------
+    def push(self, force: bool = False) -> None:
+        """Ask the publisher thread for a snapshot soon; never blocks the caller."""
+        if force:
+            self._force = True
+        self._wake.set()
+
+    def _broadcast(self, payload: dict[str, Any]) -> None:
+        with self._lock:
+            comms = list(self._comms.values())
+        for comm in comms:
+            try:
+                comm.send(payload)
+            except Exception:  # a closed or broken comm must not stop the others
+                log.debug("compound comm send failed", exc_info=True)
+
+    def publish_once(self) -> bool:
+        """Build a snapshot and send it if it changed (or a push was forced). Returns whether it sent."""
+        self._subscribe_jobs()
+        payload = kernel_snapshot()
+        comparable = {k: v for k, v in payload.items() if k != "time"}
+        # RSS drifts by a few pages all the time: only a 1% move counts as a change.
+        if self._last_payload is not None and not self._force:
+            last = self._last_payload
+            same_device = abs(comparable["device"]["used_bytes"] - last["device"]["used_bytes"]) < 0.01 * max(
+                1, last["device"]["used_bytes"]
+            )
+            if same_device and comparable["models"] == last["models"] and comparable["jobs"] == last["jobs"]:
+                return False
+        self._force = False
+        self._last_payload = comparable
+        self._broadcast(payload)
+        self.sent += 1
+        return True
+
+    def _subscribe_jobs(self) -> None:
+        # compound.jobs may be imported after the bridge starts: subscribe as soon as it exists.
+        jobs = sys.modules.get("compound.jobs")
+        if self._jobs_unsubscribe is None and jobs is not None:
+            self._jobs_unsubscribe = jobs.subscribe(lambda _job: self._wake.set())
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stopped.clear()
+            self._thread = threading.Thread(target=self._run, name="compound-sidebar-publisher", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        last_sent = 0.0
+        while not self._stopped.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            if not self.comm_ids:
+                continue
+            gap = self.min_gap_s - (time.monotonic() - last_sent)
+            if gap > 0:
+                time.sleep(gap)  # rate limit: bursts of job updates collapse into one snapshot
+            if time.monotonic() - last_sent > self.heartbeat_s:
+                self._force = True
+            try:
+                if self.publish_once():
+                    last_sent = time.monotonic()
+            except Exception:  # a bad snapshot (e.g. a model mid-load) must not kill the publisher
+                log.warning("compound sidebar snapshot failed", exc_info=True)
+
+    def close(self) -> None:
+        """Stop publishing and close every comm (used by tests and %unload_ext)."""
+        self._stopped.set()
+        self._wake.set()
+        if self._jobs_unsubscribe is not None:
+            self._jobs_unsubscribe()
+            self._jobs_unsubscribe = None
+        with self._lock:
+            comms, self._comms = list(self._comms.values()), {}
+        for comm in comms:
+            comm.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
