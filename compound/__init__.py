@@ -80,7 +80,7 @@ def _connect_sidebar_when_in_a_kernel() -> None:
     # and tests never import IPython; a failure here must never break the import itself.
     import sys
 
-    ipython = sys.modules.get("IPython")
+    ipython = sys.modules.get("IPython")  # same test as compound.jupyter.in_jupyter_kernel, without importing it
     if ipython is None or getattr(ipython.get_ipython(), "kernel", None) is None:
         return
     try:

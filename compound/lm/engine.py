@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -102,7 +103,7 @@ class Engine:
                 f"of {self.name!r}; shorten the prompt (fewer demos) or raise EngineConfig(max_seq_len=...)"
             )
         if params.max_tokens > room:
-            params = SamplingParams(**{**_fields(params), "max_tokens": room})
+            params = dataclasses.replace(params, max_tokens=room)
         return Sequence(
             prompt_ids=list(prompt_ids),
             params=params,
@@ -245,6 +246,3 @@ class Engine:
             if not seq.future.done():
                 seq.future.set_exception(err)
 
-
-def _fields(params: SamplingParams) -> dict:
-    return {f: getattr(params, f) for f in SamplingParams.__dataclass_fields__}

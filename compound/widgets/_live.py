@@ -9,14 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-
-def in_kernel() -> bool:
-    """True inside a running Jupyter kernel (where widget views can render), False in scripts, tests and terminals."""
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
+from compound.jupyter import in_jupyter_kernel as in_kernel  # one definition of "inside a kernel"
 
 
 def widgets_installed() -> bool:

@@ -187,16 +187,17 @@ def test_oom_shrinks_the_batch_and_every_request_survives(varied, make_engine):
 def test_scheduler_crash_fails_every_pending_request(varied, make_engine):
     model, tok = varied
     engine = make_engine()
-    real_forward, calls = engine.runner.forward, []
+    real_forward, calls, all_submitted = engine.runner.forward, [], threading.Event()
 
     def forward_then_crash(seqs, chunks):
         calls.append(1)
-        if len(calls) > 3:
+        if len(calls) > 3 and all_submitted.is_set():  # crash mid-run, once every request is in
             raise RuntimeError("device-side assert (injected)")
         return real_forward(seqs, chunks)
 
     engine.runner.forward = forward_then_crash
     seqs = [engine.submit(ids(tok, p), SamplingParams(max_tokens=50)) for p in PROMPTS]
+    all_submitted.set()
     for seq in seqs:
         with pytest.raises(EngineDeadError, match="device-side assert") as info:
             seq.future.result(timeout=30)
