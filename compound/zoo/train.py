@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from compound.zoo.grow import grow_llama
 from compound.zoo.recipes import ZooRecipe
 from compound.zoo.suite import TASKS
 
@@ -95,19 +96,20 @@ def deterministic_torch(seed: int, threads: int) -> Iterator[None]:
 
 
 def training_threads() -> int:
-    """`$COMPOUND_ZOO_THREADS`, else 1.
+    """`$COMPOUND_ZOO_THREADS`, else the machine's cores up to 4 (these matrices are too small to use more).
 
-    One thread by default: the weights then do not depend on the machine's core count, and the build stays fast on a
-    busy machine, where two intra-op threads busy-waiting for each other measured ~50x slower per step (a 2-core
-    machine shared with other jobs). On a quiet machine more threads save perhaps a third of the build time.
+    Two threads make tiny's steps ~1.6x faster than one on a quiet 2-core machine. On a machine shared with other busy
+    jobs, intra-op threads busy-waiting for each other measured up to ~50x slower per step: set
+    `COMPOUND_ZOO_THREADS=1` there. The thread count is recorded in the manifest; float sums, and so the exact
+    weights, can differ between thread counts.
     """
-    return max(1, int(os.environ.get("COMPOUND_ZOO_THREADS") or 1))
+    return max(1, int(os.environ.get("COMPOUND_ZOO_THREADS") or min(4, os.cpu_count() or 1)))
 
 
 def _batches(recipe: ZooRecipe, data: dict[str, Encoded], pad_id: int) -> Iterator[tuple]:
     import torch
 
-    rng = random.Random(f"compound-zoo/batches/{recipe.seed}")
+    rng = random.Random(f"compound-zoo/batches/{recipe.name}/{recipe.seed}")
     names = [name for name, _ in recipe.task_mix]
     weights = [w for _, w in recipe.task_mix]
     for _ in range(recipe.steps):
@@ -137,10 +139,11 @@ def weighted_loss(logits, targets, mask, is_answer, prompt_weight: float):
     return (ce.view_as(weights) * weights).sum() / weights.sum()
 
 
-def pretrain(recipe: ZooRecipe, tokenizer, data: dict[str, Encoded], progress=None):
-    """Train a fresh LlamaForCausalLM for `recipe.steps` steps; returns the model in eval mode.
+def pretrain(recipe: ZooRecipe, tokenizer, data: dict[str, Encoded], progress=None, grow=None):
+    """Train a LlamaForCausalLM for `recipe.steps` steps; returns the model in eval mode.
 
-    `progress(n)` is called after each step (a tqdm bar's `update`).
+    It starts from random weights, or with `grow` (the trained model of `recipe.grow_from`) from that model grown to
+    the recipe's shape. `progress(n)` is called after each step (a tqdm bar's `update`).
     """
     import math
 
@@ -148,7 +151,11 @@ def pretrain(recipe: ZooRecipe, tokenizer, data: dict[str, Encoded], progress=No
     from transformers import LlamaForCausalLM
 
     with deterministic_torch(recipe.seed, training_threads()):
-        model = LlamaForCausalLM(recipe.llama_config(tokenizer))
+        if grow is None:
+            model = LlamaForCausalLM(recipe.llama_config(tokenizer))
+        else:
+            model = grow_llama(grow, hidden_size=recipe.hidden_size, num_attention_heads=recipe.num_heads,
+                               intermediate_size=recipe.intermediate_size, num_hidden_layers=recipe.num_layers)
         decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
         optimizer = torch.optim.AdamW(

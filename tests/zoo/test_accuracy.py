@@ -30,9 +30,6 @@ def test_both_models_are_usable_on_the_easy_tasks(scores):
             assert scores[model][task] >= 2 * chance, (model, task, scores[model][task])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known gap (issue 3): within the 3-minute CPU build budget the ~10M 'small' model has not left the loss plateau "
-    "(triage ~65%, 0% on extract/convert/add) while 'tiny' reaches 100% triage; no hard task separates them yet"))
 def test_small_clearly_beats_tiny_on_the_harder_tasks(scores):
     gaps = {task: scores["small"][task] - scores["tiny"][task] for task in HARD}
     assert sum(gaps.values()) / len(gaps) >= 0.15, gaps

@@ -62,6 +62,32 @@ def test_recipe_change_triggers_a_rebuild(tmp_path):
     assert after["weights_sha256"] != before["weights_sha256"]
 
 
+def short_family(tiny_lr=None):
+    tiny = SHORT["tiny"] if tiny_lr is None else SHORT["tiny"].replace(lr=tiny_lr)
+    return {"tiny": tiny, "small": RECIPES["small"].replace(steps=4, batch_size=8, grow_from=tiny)}
+
+
+def test_a_grown_model_builds_its_base_first_and_is_the_same_whichever_way_it_is_built(tmp_path):
+    family = short_family()
+    together = ensure_built(["tiny", "small"], tmp_path / "a", recipes=family, progress=False)
+    only_small = ensure_built(["small"], tmp_path / "b", recipes=family, progress=False)
+    assert set(only_small) == {"small"} and problem_with(tmp_path / "b" / "zoo" / "tiny", family["tiny"]) is None
+    assert read_manifest(only_small["small"])["params"] > read_manifest(together["tiny"])["params"]
+
+    # the base already built and loaded from disk, not from memory: the grown weights are the same
+    (tmp_path / "b" / "zoo" / "small" / "manifest.json").unlink()
+    rebuilt = ensure_built(["small"], tmp_path / "b", recipes=family, progress=False)["small"]
+    sha = {read_manifest(p)["weights_sha256"] for p in (together["small"], only_small["small"], rebuilt)}
+    assert len(sha) == 1
+
+    # a change to the base's recipe changes the grown model's recipe, so both are rebuilt
+    changed = short_family(tiny_lr=1e-3)
+    assert problem_with(together["small"], changed["small"]) == "the recipe changed"
+    ensure_built(["small"], tmp_path / "a", recipes=changed, progress=False)
+    assert read_manifest(together["small"])["weights_sha256"] not in sha
+    assert read_manifest(together["tiny"])["recipe_hash"] == recipe_hash(changed["tiny"])
+
+
 def test_cache_location_follows_argument_then_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("COMPOUND_CACHE", str(tmp_path / "env"))
     assert cp.zoo.cache_root() == tmp_path / "env" / "zoo"
