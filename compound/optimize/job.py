@@ -22,7 +22,7 @@ from compound.optimize.tracker import (
     StopWhenRequested,
     TrackedMetric,
 )
-from compound.widgets.models import Column, LineChart, Observable, Table
+from compound.observe import Column, LineChart, Observable, Table
 
 TRIAL_COLUMNS = [
     Column("trial", "trial"),

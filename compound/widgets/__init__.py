@@ -19,10 +19,10 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "Column": "compound.widgets.models",
-    "LineChart": "compound.widgets.models",
-    "Progress": "compound.widgets.models",
-    "Table": "compound.widgets.models",
+    "Column": "compound.observe",
+    "LineChart": "compound.observe",
+    "Progress": "compound.observe",
+    "Table": "compound.observe",
     "ProgressWidget": "compound.widgets.progress",
     "LineChartWidget": "compound.widgets.chart",
     "TableWidget": "compound.widgets.table",

@@ -25,7 +25,7 @@ def view_for(obj: Any):
     from compound.jobs import Job
     from compound.widgets.chart import LineChartWidget
     from compound.widgets.job import JobWidget
-    from compound.widgets.models import LineChart, Progress, Table
+    from compound.observe import LineChart, Progress, Table
     from compound.widgets.progress import ProgressWidget
     from compound.widgets.table import TableWidget
 

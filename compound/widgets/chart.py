@@ -16,7 +16,7 @@ import traitlets
 
 from compound.widgets._esm import css, esm
 from compound.widgets._view import ModelView
-from compound.widgets.models import LineChart
+from compound.observe import LineChart
 
 
 class LineChartWidget(ModelView):

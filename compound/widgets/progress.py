@@ -15,7 +15,7 @@ import traitlets
 
 from compound.widgets._esm import css, esm
 from compound.widgets._view import ModelView
-from compound.widgets.models import Progress
+from compound.observe import Progress
 
 
 class ProgressWidget(ModelView):

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from compound.widgets.models import Column, LineChart, Progress, Table
+from compound.observe import Column, LineChart, Progress, Table
 
 
 def test_progress_counts_and_prints():
@@ -112,7 +112,7 @@ def test_models_and_optimize_import_no_widget_library():
 
     # dspy itself imports IPython, so only the widget libraries are checked after importing compound.optimize.
     code = (
-        "import sys, compound.widgets.models, compound.jobs;"
+        "import sys, compound.observe, compound.jobs;"
         "bad = [m for m in ('anywidget', 'ipywidgets', 'IPython', 'traitlets') if m in sys.modules];"
         "assert not bad, bad;"
         "import compound.optimize;"

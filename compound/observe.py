@@ -1,4 +1,7 @@
-"""Plain Python models behind the widget kit: `Progress`, `LineChart` and `Table`.
+"""Plain observable models that capabilities report through: `Progress`, `LineChart` and `Table`.
+
+This is the layer under every view: `optimize`, `tune`, `route`, `curate` and `jobs` fill these models, and
+`compound.widgets` (above them all) shows them.
 
 They hold the data, are safe to update from any thread, print as text and render as HTML, so they work the same
 in a script, in a test, in nbval and in a notebook. In a live notebook their rich repr is the matching widget
