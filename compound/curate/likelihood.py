@@ -157,8 +157,10 @@ class LabelScorer:
         inputs = [self._split(ex)[0] for ex in examples]
         rows = [dspy.Example(**inp).with_inputs(*inp) for inp in inputs]
         with dspy.context(lm=self.lm):
-            preds = self.predictor.batch(rows, num_threads=8, max_errors=len(rows) + 1,
-                                         return_failed_examples=False, disable_progress_bar=True)
+            preds, _, errors = self.predictor.batch(rows, num_threads=8, max_errors=len(rows) + 1,
+                                                    return_failed_examples=True, disable_progress_bar=True)
+        if errors and len(errors) == len(rows):
+            raise RuntimeError(f"the program failed on every example, e.g. {errors[0]!r}") from errors[0]
         return [None if p is None or getattr(p, field, None) is None else str(getattr(p, field)) for p in preds]
 
     def _split(self, example: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -78,11 +78,11 @@ def test_rethreshold_rereads_scores_and_clean_can_use_other_thresholds(report):
         report.rethreshold(duplicate=0.8)
         assert seen == [0.8] and len(report.flagged("duplicate")) >= at_default
         assert report.clean_code(keep=[3]) == "report.clean(thresholds={'duplicate': 0.8}, keep=[3])"
-        with pytest.raises(ValueError, match="below 0.75"):
+        with pytest.raises(ValueError, match="below 0.8"):
             report.rethreshold(duplicate=0.5)
         assert report.thresholds["duplicate"] == 0.8  # a refused change changes nothing
     finally:
-        report.rethreshold(duplicate=0.85)
+        report.rethreshold(duplicate=0.9)
         unwatch()
     assert report.clean_code(["leak", "duplicate"]) == "report.clean(['leak', 'duplicate'])"
 
@@ -94,7 +94,7 @@ def test_to_pandas_repr_and_html(report):
         assert f"is_{kind}" in frame and f"{kind}_score" in frame
     assert frame["is_label"].sum() == len(report.flagged("label"))
     text = repr(report)
-    assert text.startswith("CurationReport: ") and "duplicate" in text and "similarity >= 0.85" in text
+    assert text.startswith("CurationReport: ") and "duplicate" in text and "similarity >= 0.9" in text
     page = report._repr_html_()
     assert "<table" in page and "leak" in page and "&lt;" not in text
 
