@@ -31,6 +31,7 @@ _LAZY: dict[str, str] = {
     "widgets": "compound.widgets",  # a subpackage: Progress, LineChart, Table and their widgets
     "curate": "compound.curate.audit",
     "CurationReport": "compound.curate.report",
+    "synthesize": "compound.curate.synthesize",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound.optimize.run import optimize
     from compound.curate.audit import curate
     from compound.curate.report import CurationReport
+    from compound.curate.synthesize import synthesize
 
 
 def __getattr__(name: str) -> Any:

@@ -19,8 +19,9 @@ import types
 from compound.curate.audit import curate
 from compound.curate.encode import CharNgramEncoder
 from compound.curate.report import CurationReport
+from compound.curate.synthesize import Synthesized, synthesize
 
-__all__ = ["CharNgramEncoder", "CurationReport", "curate"]
+__all__ = ["CharNgramEncoder", "CurationReport", "Synthesized", "curate", "synthesize"]
 
 
 class _CallableModule(types.ModuleType):
