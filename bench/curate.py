@@ -151,6 +151,7 @@ def main() -> None:
         with dspy.context(adapter=cp.CompactAdapter()):
             free_text("extract", "order_id", 200, small)
             free_text("convert", "value", 200, small)
+            free_text("add", "total", 200, small)  # small cannot add: a limit of the method, shown on purpose
 
     # 3) throughput
     n = 10_000

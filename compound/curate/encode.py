@@ -92,6 +92,8 @@ def make_encoder(encoder: Any) -> CharNgramEncoder | SentenceEncoder:
         return encoder
     if encoder == "minilm":
         from compound.zoo import encoder as zoo_encoder
+        from compound.zoo.cache import quiet_transformers
 
-        return SentenceEncoder(zoo_encoder())
+        with quiet_transformers():
+            return SentenceEncoder(zoo_encoder())
     return SentenceEncoder(encoder)
