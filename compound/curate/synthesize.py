@@ -135,7 +135,7 @@ def synthesize(
 def _teacher(student: Any, teacher: Any):
     import dspy
 
-    if isinstance(teacher, dspy.LM):
+    if isinstance(teacher, dspy.BaseLM):
         program = student.deepcopy()
         program.lm = teacher
         return program, teacher

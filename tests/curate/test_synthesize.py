@@ -67,3 +67,17 @@ def test_bad_teacher_and_inputs_get_clear_errors(student):
         cp.synthesize(student, [{"text": "x"}], teacher=cp.zoo.lm("small"))
     with pytest.raises(ValueError, match="needs inputs"):
         cp.synthesize(student, [], teacher=cp.zoo.lm("small"))
+
+
+def test_a_generative_teacher_proposes_new_inputs_from_seeds(student):
+    # No zoo model writes tickets, so DSPy's own DummyLM plays the generative teacher: it answers the proposal
+    # prompt (which shows the seed) with a new ticket, and the labelling prompt (which shows that ticket) with a label.
+    from dspy.utils.dummies import DummyLM
+
+    teacher = DummyLM({"SEED-A": {"ticket": "NEW: order 55555 is late"}, "NEW: order": {"order_id": "55555"}})
+    with dspy.context(adapter=dspy.ChatAdapter()):
+        made = cp.synthesize(student, [], teacher=teacher, seeds=[{"ticket": "SEED-A: order 11111 is broken"}],
+                             n=2, max_proposals=4, metric=lambda ex, pred, trace=None: pred.order_id in ex.ticket)
+    assert [(ex.ticket, ex.order_id) for ex in made] == [("NEW: order 55555 is late", "55555")]
+    assert made[0].dspy_provenance["proposed"] is True
+    assert made.rejected["duplicate"] == 3  # the same proposal again is not a new input
