@@ -9,6 +9,7 @@ imbalance. Each step becomes a `Check` whose threshold can move later without re
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,8 +85,8 @@ def _curate(examples, against, program, fields, encoder, thresholds) -> Curation
     if splits:
         checks.append(_leaks(data, splits, enc.encode(held_out), vectors, thresholds.get("leak", same)))
     labels = {name: _label_result(data, name, features, scorer) for name in data.label_fields}
-    notes = {name: result.source if result else "free text: not checked (pass program= to score it)"
-             for name, result in labels.items()}
+    unchecked = "free text: not checked (" + ("not an output of the program)" if scorer else "pass program= to score it)")
+    notes = {name: result.source if result else unchecked for name, result in labels.items()}
     if any(labels.values()):
         checks.append(_label_check(data, labels, thresholds.get("label")))
 
@@ -148,8 +149,7 @@ def _label_result(data: Dataset, name: str, features, scorer) -> LabelResult | N
     if scorer is None or name not in scorer.signature.output_fields:
         return None
     own = scorer.answers(data.examples, name)
-    inputs = [scorer._split(ex)[0] for ex in data.examples]
-    given = [scorer._split(ex)[1] for ex in data.examples]
+    inputs, given = zip(*(scorer.split(ex) for ex in data.examples))
     given_logp = scorer.logprobs(inputs, given)
     own_logp = np.full(len(data), np.nan)
     answered = [i for i, o in enumerate(own) if o is not None]
@@ -210,24 +210,23 @@ def _low_value(graph: NeighborGraph, columns, threshold: float) -> Check:
 
 
 def _imbalance(columns, threshold: float) -> Check:
-    shares = []
+    # per column: each example's class share relative to an even share (1.0 = as common as it would be if balanced)
+    shares = {}
     for column in columns:
-        counts = {label: column.values.count(label) for label in column.classes}
+        counts = Counter(column.values)
         even = len(column.values) / len(counts)
-        shares.append([counts[v] / even for v in column.values])
-    share = np.min(np.array(shares), axis=0)
+        shares[column.name] = np.array([counts[v] / even for v in column.values])
+    score = np.min(np.vstack(list(shares.values())), axis=0)
 
     def flag_at(t: float | None) -> dict[int, str]:
         out = {}
         for column in columns:
-            counts = {label: column.values.count(label) for label in column.classes}
-            even = len(column.values) / len(counts)
-            for i, v in enumerate(column.values):
-                if counts[v] / even < t:
-                    out[i] = f"{column.name} {v!r} has {counts[v]} examples, {counts[v] / even:.0%} of an even share"
+            for i in np.flatnonzero(shares[column.name] < t):
+                value = column.values[i]
+                out[int(i)] = f"{column.name} {value!r} is {shares[column.name][i]:.0%} of an even share"
         return out
 
-    return Check("imbalance", share, threshold, "class share < {t} of even", _required(flag_at, "imbalance"),
+    return Check("imbalance", score, threshold, "class share < {t} of even", _required(flag_at, "imbalance"),
                  note="dataset-level: not dropped by default")
 
 

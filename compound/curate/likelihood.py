@@ -141,7 +141,7 @@ class LabelScorer:
         """(N, K) probabilities of each class for `field`, normalised over the label set; other outputs as given."""
         inputs, outputs = [], []
         for ex in examples:
-            inp, given = self._split(ex)
+            inp, given = self.split(ex)
             for label in classes:
                 inputs.append(inp)
                 outputs.append({**given, field: label})
@@ -154,7 +154,7 @@ class LabelScorer:
         """The program's own answer for `field` on each example (greedy, via the engine; None when unparsable)."""
         import dspy
 
-        inputs = [self._split(ex)[0] for ex in examples]
+        inputs = [self.split(ex)[0] for ex in examples]
         rows = [dspy.Example(**inp).with_inputs(*inp) for inp in inputs]
         with dspy.context(lm=self.lm):
             preds, _, errors = self.predictor.batch(rows, num_threads=8, max_errors=len(rows) + 1,
@@ -163,7 +163,8 @@ class LabelScorer:
             raise RuntimeError(f"the program failed on every example, e.g. {errors[0]!r}") from errors[0]
         return [None if p is None or getattr(p, field, None) is None else str(getattr(p, field)) for p in preds]
 
-    def _split(self, example: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    def split(self, example: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the signature's inputs, the given outputs) of one example."""
         inputs = {name: example[name] for name in self.signature.input_fields}
         given = {name: example[name] for name in self.signature.output_fields if name in example}
         return inputs, given

@@ -145,8 +145,7 @@ class CurationReport(Observable):
         Example:
             >>> clean = report.clean(["leak", "duplicate"], thresholds={"duplicate": 0.9}, keep=[12])  # doctest: +SKIP
         """
-        kinds = DEFAULT_CLEAN if issues is None else issues
-        kinds = [k for k in self._kinds(kinds)]
+        kinds = self._kinds(DEFAULT_CLEAN if issues is None else issues)
         flags = dict(self._flags)
         for kind, value in (thresholds or {}).items():
             self._check_kind(kind)
