@@ -202,7 +202,7 @@ def _low_value(graph: NeighborGraph, columns, threshold: float) -> Check:
     values = np.min(np.vstack([graph.values(column.values) for column in columns]), axis=0)
 
     def flag_at(t: float | None) -> dict[int, str]:
-        return {int(i): f"kNN data value {values[i]:.2f}: its neighbours mostly carry other labels"
+        return {int(i): f"kNN data value {values[i]:.4f} (< 0.5: its neighbours mostly carry other labels)"
                 for i in np.flatnonzero(values < t)}
 
     return Check("low_value", values, threshold, "value < {t}", _required(flag_at, "low_value"),

@@ -29,8 +29,8 @@ from compound.observe import Observable
 # Kinds in the order they are reported; `clean()` drops DEFAULT_CLEAN unless told otherwise.
 KINDS = ("duplicate", "leak", "label", "outlier", "low_value", "imbalance")
 DEFAULT_CLEAN = ("duplicate", "leak", "label")
-TEXT_ROWS = 12  # issues shown in the text repr
-HTML_ROWS = 200  # issues shown in the HTML record
+TEXT_ROWS_PER_KIND = 3  # issues of each kind shown in the text repr
+HTML_ROWS_PER_KIND = 25  # ... and in the HTML record
 
 
 @dataclass
@@ -244,16 +244,22 @@ class CurationReport(Observable):
                      f"(drops {', '.join(DEFAULT_CLEAN)})")
         return lines
 
+    def _shown_issues(self, per_kind: int) -> tuple[list[dict[str, Any]], int]:
+        """The worst `per_kind` issues of each kind, and how many are left out."""
+        rows = self.issues()
+        shown = [r for kind in self.kinds for r in [r for r in rows if r["kind"] == kind][:per_kind]]
+        return shown, len(rows) - len(shown)
+
     def __repr__(self) -> str:
         lines = self._summary_lines()
-        rows = self.issues()
+        rows, more = self._shown_issues(TEXT_ROWS_PER_KIND)
         if rows:
             lines.append("")
             width = max(len(r["kind"]) for r in rows)
-            for row in rows[:TEXT_ROWS]:
+            for row in rows:
                 lines.append(f"  #{row['index']:<5} {row['kind']:<{width}}  {_short(row['example'], 50):<50}  {row['reason']}")
-            if len(rows) > TEXT_ROWS:
-                lines.append(f"  ... {len(rows) - TEXT_ROWS} more: report.issues() or report.to_pandas()")
+            if more:
+                lines.append(f"  ... {more} more: report.issues() or report.to_pandas()")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
@@ -263,12 +269,12 @@ class CurationReport(Observable):
             f"<tr><td>{esc(k)}</td><td>{len(self._flags[k])}</td><td>{esc(c.describe())}</td><td>{esc(c.note)}</td></tr>"
             for k, c in self.checks.items()
         )
-        rows = self.issues()
+        rows, left_out = self._shown_issues(HTML_ROWS_PER_KIND)
         issues = "".join(
             f"<tr><td>{esc(r['kind'])}</td><td>{r['index']}</td><td>{esc(r['example'])}</td><td>{esc(r['reason'])}</td></tr>"
-            for r in rows[:HTML_ROWS]
+            for r in rows
         )
-        more = f"<div>… {len(rows) - HTML_ROWS} more issues: report.to_pandas()</div>" if len(rows) > HTML_ROWS else ""
+        more = f"<div>… {left_out} more issues: report.issues() or report.to_pandas()</div>" if left_out else ""
         return (
             f'<div class="compound-curation">{summary}'
             f'<table class="compound-table"><thead><tr><th>kind</th><th>flagged</th><th>rule</th>'
