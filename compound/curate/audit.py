@@ -24,7 +24,7 @@ from compound.curate.neighbors import VALUE_THRESHOLD, NeighborGraph, dense_feat
 from compound.curate.report import KINDS, Check, CurationReport
 from compound.curate.similarity import Duplicates, Leaks
 
-# scikit-learn/cleanlab run their BLAS on one thread: on a busy 2-core machine, BLAS threads that wait for each
+# scikit-learn/cleanlab run their BLAS on one thread (torch, for program=, is left alone): on a busy 2-core machine, BLAS threads that wait for each
 # other made TruncatedSVD 7x slower than one thread (measured while writing bench/curate.py).
 NUMERIC_THREADS = 1
 # How far below the starting threshold duplicates and leaks are computed, so `rethreshold` can also go down.
@@ -55,11 +55,6 @@ def curate(
     """
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(NUMERIC_THREADS, user_api="blas"):
-        return _curate(examples, against, program, fields, encoder, thresholds)
-
-
-def _curate(examples, against, program, fields, encoder, thresholds) -> CurationReport:
     started = time.perf_counter()
     scorer = None
     if program is not None:
@@ -73,7 +68,21 @@ def _curate(examples, against, program, fields, encoder, thresholds) -> Curation
     if unknown:
         raise ValueError(f"unknown kinds in thresholds: {sorted(unknown)}; kinds are {list(KINDS)}")
 
-    # 1) vectors of the inputs (the IDF of the default encoder is fitted on everything that is compared)
+    # 1) the program's model on the labels (torch keeps its own threads), before the scikit-learn steps
+    from_model = {name: _model_scores(data, name, scorer) for name in data.label_fields} if scorer else {}
+    with threadpool_limits(NUMERIC_THREADS, user_api="blas"):
+        checks, notes, enc_name = _numeric_checks(data, splits, encoder, thresholds, from_model, scorer is not None)
+    info = {
+        "encoder": enc_name,
+        "labels": notes,
+        "against": {name: len(texts) for name, texts in splits.items()},
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return CurationReport(data.examples, data.texts, {n: c.values for n, c in data.labels.items()}, checks, info=info)
+
+
+def _numeric_checks(data: Dataset, splits, encoder, thresholds, from_model, has_program):
+    # 2) vectors of the inputs (the IDF of the default encoder is fitted on everything that is compared)
     enc = make_encoder(encoder)
     held_out = [text for texts in splits.values() for text in texts]
     enc.fit(data.texts + held_out)
@@ -84,27 +93,20 @@ def _curate(examples, against, program, fields, encoder, thresholds) -> Curation
     checks = [_duplicates(data, vectors, thresholds.get("duplicate", same))]
     if splits:
         checks.append(_leaks(data, splits, enc.encode(held_out), vectors, thresholds.get("leak", same)))
-    labels = {name: _label_result(data, name, features, scorer) for name in data.label_fields}
-    unchecked = "free text: not checked (" + ("not an output of the program)" if scorer else "pass program= to score it)")
+    labels = {name: _label_result(data, name, features, from_model.get(name)) for name in data.label_fields}
+    unchecked = "free text: not checked (" + ("not an output of the program)" if has_program else "pass program= to score it)")
     notes = {name: result.source if result else unchecked for name, result in labels.items()}
     if any(labels.values()):
         checks.append(_label_check(data, labels, thresholds.get("label")))
 
-    # 2) the neighbour graph: outliers always, a value per example when there is a small label set
+    # 3) the neighbour graph: outliers always, a value per example when there is a small label set
     graph = NeighborGraph(dense_features(features))
     checks.append(_outliers(graph, thresholds.get("outlier")))
     categorical = [data.labels[name] for name in data.label_fields if data.labels[name].categorical]
     if categorical:
         checks.append(_low_value(graph, categorical, thresholds.get("low_value", VALUE_THRESHOLD)))
         checks.append(_imbalance(categorical, thresholds.get("imbalance", IMBALANCE_THRESHOLD)))
-
-    info = {
-        "encoder": type(enc.model).__name__ if hasattr(enc, "model") else type(enc).__name__,
-        "labels": notes,
-        "against": {name: len(texts) for name, texts in splits.items()},
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    return CurationReport(data.examples, data.texts, {n: c.values for n, c in data.labels.items()}, checks, info=info)
+    return checks, notes, type(getattr(enc, "model", enc)).__name__
 
 
 # ---- one function per check ------------------------------------------------------------------------------------
@@ -141,13 +143,13 @@ def _leaks(data: Dataset, splits: dict[str, list[str]], held_out_vectors: np.nda
     return Check("leak", leaks.score, threshold, "similarity >= {t}", _required(flag_at, "leak"))
 
 
-def _label_result(data: Dataset, name: str, features, scorer) -> LabelResult | None:
+def _model_scores(data: Dataset, name: str, scorer) -> np.ndarray | LabelResult | None:
+    """Small label set: (N, K) class probabilities; free text: the likelihood-ratio result; None: not an output."""
     column = data.labels[name]
-    if column.categorical:
-        model_probs = scorer.class_probs(data.examples, name, column.classes) if scorer else None
-        return categorical_issues(column.values, features, model_probs)
-    if scorer is None or name not in scorer.signature.output_fields:
+    if name not in scorer.signature.output_fields:
         return None
+    if column.categorical:
+        return scorer.class_probs(data.examples, name, column.classes)
     own = scorer.answers(data.examples, name)
     inputs, given = zip(*(scorer.split(ex) for ex in data.examples))
     given_logp = scorer.logprobs(inputs, given)
@@ -156,6 +158,13 @@ def _label_result(data: Dataset, name: str, features, scorer) -> LabelResult | N
     own_logp[answered] = scorer.logprobs([inputs[i] for i in answered],
                                          [{**given[i], name: own[i]} for i in answered])
     return free_text_issues(given_logp, own_logp, own, column.values)
+
+
+def _label_result(data: Dataset, name: str, features, from_model) -> LabelResult | None:
+    column = data.labels[name]
+    if column.categorical:
+        return categorical_issues(column.values, features, from_model)
+    return from_model  # free text: only the program's model can score it
 
 
 def _label_check(data: Dataset, results: dict[str, LabelResult | None], threshold: float | None) -> Check:
