@@ -8,6 +8,8 @@ import compound as cp
 from compound.curate.likelihood import LabelScorer
 from compound.curate.noise import inject_noise, precision_recall
 
+pytestmark = pytest.mark.slow  # the zoo's small model answers and scores every example
+
 
 @pytest.fixture(scope="module")
 def small():

@@ -5,6 +5,8 @@ import pytest
 
 import compound as cp
 
+pytestmark = pytest.mark.slow  # the zoo's small model answers and scores every example
+
 EXTRACT = cp.zoo.tasks["extract"]
 
 
