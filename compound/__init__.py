@@ -29,6 +29,9 @@ _LAZY: dict[str, str] = {
     "OptimizationJob": "compound.optimize.job",
     "jobs": "compound.jobs",  # a module: cp.jobs.list_jobs(), cp.jobs.subscribe(...)
     "widgets": "compound.widgets",  # a subpackage: Progress, LineChart, Table and their widgets
+    "curate": "compound.curate.audit",
+    "CurationReport": "compound.curate.report",
+    "synthesize": "compound.curate.synthesize",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -41,6 +44,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound import jobs, widgets
     from compound.optimize.job import OptimizationJob
     from compound.optimize.run import optimize
+    from compound.curate.audit import curate
+    from compound.curate.report import CurationReport
+    from compound.curate.synthesize import synthesize
 
 
 def __getattr__(name: str) -> Any:
