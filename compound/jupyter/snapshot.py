@@ -13,12 +13,24 @@ from typing import Any
 
 
 def model_snapshots() -> list[dict[str, Any]]:
-    """`LoadedModel.snapshot()` of every model compound loaded in this process ([] before any)."""
+    """`LoadedModel.snapshot()` of every model compound loaded in this process ([] before any), with its context size."""
     lm = sys.modules.get("compound.lm")
     loaded_models = getattr(lm, "loaded_models", None)
     if loaded_models is None:
         return []
-    return [_jsonable(m.snapshot()) for m in loaded_models()]
+    return [_jsonable({**m.snapshot(), "context_tokens": context_tokens(m)}) for m in loaded_models()]
+
+
+def context_tokens(loaded: Any) -> int | None:
+    """Prompt + output tokens one call may use: the engine's `max_seq_len` (the model's limit when no engine runs yet)."""
+    engine = getattr(loaded, "_engine", None)
+    config = getattr(engine, "config", None)
+    if config is not None:
+        return config.max_seq_len
+    configured = getattr(getattr(loaded, "engine_config", None), "max_seq_len", None)
+    limit = getattr(getattr(getattr(loaded, "model", None), "config", None), "max_position_embeddings", None)
+    sizes = [size for size in (configured, limit) if size]
+    return min(sizes) if sizes else None
 
 
 def job_snapshots() -> list[dict[str, Any]]:
