@@ -299,7 +299,8 @@ class Job:
     def __repr__(self) -> str:
         progress = "" if self.progress is None else f" {self.progress:.0%}"
         detail = f" · {self.detail}" if self.detail else ""
-        return f"<{type(self).__name__} {self.name!r} {self.status}{progress} {self.elapsed_s:.1f}s{detail}>"
+        kind = "Job" if type(self) is _FunctionJob else type(self).__name__  # start(fn) makes plain jobs
+        return f"<{kind} {self.name!r} {self.status}{progress} {self.elapsed_s:.1f}s{detail}>"
 
 
 class _DisplayFollower:

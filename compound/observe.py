@@ -199,7 +199,7 @@ class LineChart(Observable):
 
 
 # Series colours of the static SVG; the same order as compound/widgets/chart.js.
-SERIES_COLORS = ("#1976d2", "#f57c00", "#388e3c", "#7b1fa2", "#c62828")
+SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
 def chart_svg(chart: LineChart, width: int = 520, height: int = 200) -> str:

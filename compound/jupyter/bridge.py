@@ -210,6 +210,9 @@ class KernelBridge:
         with self._lock:
             comms, self._comms = list(self._comms.values()), {}
         for comm in comms:
-            comm.close()
+            try:
+                comm.close()
+            except Exception:  # already gone with its kernel or frontend
+                log.debug("closing a compound comm failed", exc_info=True)
         if self._thread is not None:
             self._thread.join(timeout=2)

@@ -84,14 +84,16 @@ def poll_kernel() -> int:
 
 def _handle_comm_message(kernel: Any, stream: Any, raw: list[Any]) -> bool:
     session = kernel.session
+    manager = getattr(kernel, "comm_manager", None)
     try:
         idents, frames = session.feed_identities(raw, copy=False)
+        # Header only: a full deserialize records the signature, and the kernel refuses a message it has seen,
+        # so only messages handled here are unpacked completely.
+        kind = session.deserialize(frames, content=False, copy=False)["header"].get("msg_type")
+        if kind not in _COMM_MESSAGES or manager is None:
+            return False
         msg = session.deserialize(frames, content=True, copy=False)
     except Exception:  # not ours to judge: the kernel's handler will report it
-        return False
-    kind = msg["header"].get("msg_type")
-    manager = getattr(kernel, "comm_manager", None)
-    if kind not in _COMM_MESSAGES or manager is None:
         return False
     handler = getattr(manager, kind)
     try:

@@ -7,7 +7,7 @@ Example:
     >>> better.signature = better.signature.with_instructions("Answer in one word.")
     >>> better.demos = [dspy.Example(question="2+2?", answer="4")]
     >>> print(diff_text(program_diff(start, better)))
-    self: instructions [-Given the fields `question`, produce the fields `answer`.-]{+Answer in one word.+}
+    self: instructions [-Given the fields `question`, produce the fields `answer`.-] {+Answer in one word.+}
       + demo {question: 2+2?, answer: 4}
 """
 

@@ -52,7 +52,10 @@ def view_class(obj: Any) -> type:
 
 def view_for(obj: Any) -> Any:
     """The open view of `obj`, or a new one (kept until it is closed)."""
-    view = _views.get(obj)
+    try:
+        view = _views.get(obj)
+    except TypeError:  # an object that cannot be weakly referenced
+        view = None
     if view is None or getattr(view, "comm", None) is None:  # closed views have no comm
         view = view_class(obj)(obj)
         try:

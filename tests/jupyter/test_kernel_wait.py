@@ -1,0 +1,127 @@
+"""compound's waits in a real ipykernel: a widget's Stop and a kernel interrupt reach a job while a cell blocks on it.
+
+The widget's Stop is exactly what JupyterLab sends for a click: a `comm_msg` {method: custom, content: {type: stop}}
+on the shell channel, with a subshell id when "commsOverSubshells" is on and without one when it is off. Each
+"it arrives" test has a control case where the same message meets a cell that blocks in a plain `time.sleep`, which
+compound does not drive: there the click waits until the cell ends.
+"""
+
+from __future__ import annotations
+
+import pytest
+from test_kernel_comm import create_subshell, evaluate, iopub_until, run, send_comm_msg, shell_reply
+
+jupyter_client = pytest.importorskip("jupyter_client")
+
+START = """
+import time, compound
+from compound import jobs
+from compound.widgets import JobWidget
+from IPython.display import display
+def spin(job):
+    steps = 0
+    while not job.stop_requested:
+        steps += 1
+        job.update(progress=0.5, detail=f"step {steps}")
+        job._stop.wait(0.01)
+    return steps
+job = jobs.start(spin, name="spin", kind="test")
+view = JobWidget(job); display(view)
+"""
+
+
+@pytest.fixture
+def kernel():
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.blocking_client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=60)
+    kc.manager = km
+    yield kc
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+
+
+def stop_click(kc, comm_id, subshell_id=None):
+    send_comm_msg(kc, comm_id, {"method": "custom", "content": {"type": "stop"}}, subshell_id=subshell_id)
+
+
+def start_blocking(kc, code):
+    msg_id = kc.execute(code)
+    iopub_until(kc, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "busy"
+                and m["parent_header"].get("msg_id") == msg_id)
+    return msg_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subshells", [True, False], ids=["comms-over-subshells", "no-subshells"])
+def test_widget_stop_reaches_a_job_while_a_cell_blocks_in_result(kernel, subshells):
+    run(kernel, START)
+    comm_id = evaluate(kernel, "view.comm.comm_id").strip("'")
+    subshell_id = create_subshell(kernel) if subshells else None
+    blocking = start_blocking(kernel, "kept = job.result(timeout=120)")
+    stop_click(kernel, comm_id, subshell_id)
+    reply = shell_reply(kernel, blocking, timeout=150)
+    assert reply["content"]["status"] == "ok", reply["content"]  # not the TimeoutError of an unheard click
+    assert evaluate(kernel, "job.status") == "'stopped'" and int(evaluate(kernel, "kept")) > 0
+
+
+@pytest.mark.slow
+def test_control_a_click_during_a_cell_compound_does_not_drive_waits_for_the_cell(kernel):
+    run(kernel, START)
+    comm_id = evaluate(kernel, "view.comm.comm_id").strip("'")
+    blocking = start_blocking(kernel, "time.sleep(1.5); seen = job.status")
+    stop_click(kernel, comm_id)
+    assert shell_reply(kernel, blocking, timeout=60)["content"]["status"] == "ok"
+    assert evaluate(kernel, "seen") == "'running'"  # the click was queued behind the sleeping cell...
+    run(kernel, "job.wait(60)")
+    assert evaluate(kernel, "job.status") == "'stopped'"  # ...and handled once the cell ended
+
+
+@pytest.mark.slow
+def test_requests_queued_during_the_wait_run_afterwards_in_order(kernel):
+    run(kernel, START + "\norder = []")
+    comm_id = evaluate(kernel, "view.comm.comm_id").strip("'")
+    blocking = start_blocking(kernel, "order.append('wait'); job.result(timeout=120); order.append('waited')")
+    later = kernel.execute("order.append('next cell')")  # a cell run while the other still waits
+    stop_click(kernel, comm_id)
+    assert shell_reply(kernel, blocking, timeout=150)["content"]["status"] == "ok"
+    assert shell_reply(kernel, later, timeout=60)["content"]["status"] == "ok"
+    assert evaluate(kernel, "order") == "['wait', 'waited', 'next cell']"
+
+
+@pytest.mark.slow
+def test_interrupting_the_kernel_during_result_stops_the_job_and_keeps_its_result(kernel):
+    run(kernel, START)
+    blocking = start_blocking(kernel, "kept = job.result()")
+    iopub_until(kernel, lambda m: m["msg_type"] == "comm_msg")  # the job is reporting: it runs
+    kernel.manager.interrupt_kernel()
+    reply = shell_reply(kernel, blocking, timeout=120)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    assert evaluate(kernel, "job.status") == "'stopped'" and int(evaluate(kernel, "kept")) > 0
+
+
+@pytest.mark.slow
+def test_control_an_interrupt_outside_compound_waits_leaves_the_job_running(kernel):
+    run(kernel, START)
+    blocking = start_blocking(kernel, "time.sleep(60)")
+    kernel.manager.interrupt_kernel()
+    reply = shell_reply(kernel, blocking, timeout=120)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    assert evaluate(kernel, "job.status") == "'running'"
+    run(kernel, "job.stop(); job.wait(60)")
+
+
+@pytest.mark.slow
+def test_a_job_shown_in_a_cell_leaves_its_record_there_when_it_ends(kernel):
+    run(kernel, "import compound\nfrom compound import jobs\n"
+                "job = jobs.start(lambda job: job._stop.wait(120) and 'kept', name='recorded')\nshown = job.display()")
+    assert evaluate(kernel, "shown") == "True"
+    blocking = start_blocking(kernel, "job.stop(); job.result(timeout=60)")
+    update = iopub_until(kernel, lambda m: m["msg_type"] == "update_display_data")
+    assert shell_reply(kernel, blocking, timeout=60)["content"]["status"] == "ok"
+    data = update["content"]["data"]
+    assert "application/vnd.jupyter.widget-view+json" not in data  # a record, readable without a kernel
+    assert data["text/plain"].startswith("<Job 'recorded' stopped")
+    assert "recorded" in data["text/html"]
