@@ -86,6 +86,7 @@ class Job:
         self._last_notify = 0.0
         self._notify_pending = False
         self._watchers: tuple[Callable[[Job], None], ...] = ()
+        self._display: _DisplayFollower | None = None  # set by display(): keeps the notebook output current
 
     # -- the work ---------------------------------------------------------------------------------------------
     def run(self) -> Any:
@@ -154,10 +155,15 @@ class Job:
         stops the job and waits for it to wind down (interrupt again to stop waiting).
         """
         try:
-            return self._wait_listening(timeout)
+            ended = self._wait_listening(timeout)
         except KeyboardInterrupt:
             self._stop_after_interrupt()
-            return self._wait_listening(timeout)
+            ended = self._wait_listening(timeout)
+        if ended and self._display is not None and threading.current_thread() is threading.main_thread():
+            # Again from the waiting cell: notebook runners (nbconvert, nbval) only apply display updates that
+            # arrive while some cell runs, and the job's own update came from its thread, after its cell had ended.
+            self._display.show_record()
+        return ended
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the job ends and return its result; re-raises the job's error.
@@ -283,7 +289,7 @@ class Job:
         data, metadata = shell.display_formatter.format(self)
         live = any(key.startswith("application/vnd.jupyter.widget") for key in data)
         handle = display(data, metadata=metadata, raw=True, display_id=True)
-        _DisplayFollower(self, handle, refresh=None if live else interval)
+        self._display = _DisplayFollower(self, handle, refresh=None if live else interval)
         return True
 
     def summary(self) -> str:
@@ -320,10 +326,14 @@ class _DisplayFollower:
                 return
             self._ended.set()
             self._unwatch()
-            self._show({"text/plain": job.summary(), "text/html": job._repr_html_()})
+            self.show_record()
         elif self.refresh is not None and time.monotonic() - self._last >= self.refresh:
             self._last = time.monotonic()
             self._show({"text/plain": repr(job), "text/html": job._repr_html_()})
+
+    def show_record(self) -> None:
+        """Replace the output with the job's record (text summary and static HTML)."""
+        self._show({"text/plain": self.job.summary(), "text/html": self.job._repr_html_()})
 
     def _show(self, data: dict[str, str]) -> None:
         try:
