@@ -52,6 +52,7 @@ class KernelBridge:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self.sent = 0  # number of snapshots sent, for tests and the curious
+        self._warned = False
 
     # -- comms ---------------------------------------------------------------------------------------------
     def register(self, comm_manager: Any = None, create_comm: Any = None) -> None:
@@ -198,7 +199,9 @@ class KernelBridge:
                 if self.publish_once():
                     last_sent = time.monotonic()
             except Exception:  # a bad snapshot (e.g. a model mid-load) must not kill the publisher
-                log.warning("compound sidebar snapshot failed", exc_info=True)
+                # Said once per kernel: this thread's log lands in whichever cell runs, so it must not repeat.
+                (log.debug if self._warned else log.warning)("compound sidebar snapshot failed", exc_info=True)
+                self._warned = True
 
     def close(self) -> None:
         """Stop publishing and close every comm (used by tests and %unload_ext)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 def model_snapshots() -> list[dict[str, Any]]:
     """`LoadedModel.snapshot()` of every model compound loaded in this process ([] before any), with its context size."""
-    lm = sys.modules.get("compound.lm")
+    lm = _imported("compound.lm")
     loaded_models = getattr(lm, "loaded_models", None)
     if loaded_models is None:
         return []
@@ -35,7 +35,7 @@ def context_tokens(loaded: Any) -> int | None:
 
 def job_snapshots() -> list[dict[str, Any]]:
     """`Job.snapshot()` of running and recently finished background jobs ([] before compound.jobs is used)."""
-    jobs = sys.modules.get("compound.jobs")
+    jobs = _imported("compound.jobs")
     if jobs is None:
         return []
     return [_jsonable(job.snapshot()) for job in jobs.list_jobs()]
@@ -50,7 +50,7 @@ def find_job(job_id: str) -> Any | None:
 
 def device_memory() -> dict[str, Any]:
     """Free/total GPU memory when torch already uses CUDA, else this process's resident memory."""
-    torch = sys.modules.get("torch")
+    torch = _imported("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         free, total = torch.cuda.mem_get_info()
         return {
@@ -60,6 +60,14 @@ def device_memory() -> dict[str, Any]:
             "total_bytes": int(total),
         }
     return {"kind": "cpu", "name": "process RSS", "used_bytes": _process_rss(), "total_bytes": _machine_memory()}
+
+
+def _imported(name: str) -> Any | None:
+    """An already imported module, or None while it is missing or still being imported (by another thread)."""
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
+    return module
 
 
 def kernel_snapshot() -> dict[str, Any]:
