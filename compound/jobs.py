@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 STATUSES = ("running", "stopping", "done", "failed", "stopped")
 _FINISHED = ("done", "failed", "stopped")
 # A wait on the kernel's main thread wakes this often to handle queued widget messages (compound.jupyter.pump).
-_POLL_S = 0.05
+_POLL_S = 0.02
 # How many finished jobs the registry remembers (the sidebar shows "recently finished").
 _KEEP_FINISHED = 20
 # Subscribers hear progress/detail changes at most this often per job; status changes are never delayed.

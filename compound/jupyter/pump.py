@@ -30,7 +30,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _COMM_MESSAGES = ("comm_open", "comm_msg", "comm_close")
-_lock = threading.Lock()  # one poller at a time (a wait inside a comm handler must not re-enter)
+# Set while poll_kernel runs (only ever on the main thread): a wait inside a comm handler must not re-enter it. A flag
+# set and cleared inside try/finally, not a lock: a KeyboardInterrupt can land between any two bytecodes, and a lock
+# acquired just before it would stay held forever.
+_polling = False
+_kernel_handlers: dict[int, Any] = {}  # id(stream) -> the kernel's own receive handler, as first seen
 
 
 def _main_shell_stream(kernel: Any) -> Any:
@@ -57,29 +61,55 @@ def poll_kernel() -> int:
     Call it from a wait loop on the kernel's main thread (compound's `Job.wait()` and `Job.result()` do).
     Requests other than comm messages are deferred to the kernel, in order, after the running cell.
     """
+    global _polling
     kernel = _kernel_on_main_thread()
-    if kernel is None or not _lock.acquire(blocking=False):
+    if kernel is None or _polling:
         return 0
     try:
-        stream = _main_shell_stream(kernel)
-        dispatch = getattr(stream, "_recv_callback", None)  # the kernel's own handler, to hand back the rest
-        if stream is None or dispatch is None:
-            return 0
-        queued: list[Any] = []
+        _polling = True
+        return _poll(kernel)
+    finally:
+        _polling = False
+_kernel_handlers: dict[int, Any] = {}  # id(stream) -> the kernel's own receive handler, as first seen
+
+
+def _poll(kernel: Any) -> int:
+    import zmq
+
+    stream = _main_shell_stream(kernel)
+    if stream is None:
+        return 0
+    # The kernel's own handler, to hand back the rest: remembered the first time, so that a poll an interrupt cut
+    # short (our collector still installed) cannot pass the collector off as the kernel's handler.
+    dispatch = _kernel_handlers.setdefault(id(stream), getattr(stream, "_recv_callback", None))
+    if dispatch is None:
+        return 0
+    queued: list[Any] = []
+    try:
         stream.on_recv(queued.append, copy=False)
         try:
-            stream.flush(1)  # zmq.POLLIN: take what is queued now, without waiting
+            stream.flush(zmq.POLLIN)  # take what is queued now, without waiting
         finally:
             stream.on_recv(dispatch, copy=False)
-        handled = 0
-        for raw in queued:
+    finally:
+        # Even when an interrupt cut the flush short, every message taken off the queue is handled or handed back.
+        handled = _handle_all(kernel, stream, dispatch, queued)
+    return handled
+
+
+def _handle_all(kernel: Any, stream: Any, dispatch: Any, queued: list[Any]) -> int:
+    handled = 0
+    for position, raw in enumerate(queued):
+        try:
             if _handle_comm_message(kernel, stream, raw):
                 handled += 1
             else:
                 _defer(dispatch, raw)
-        return handled
-    finally:
-        _lock.release()
+        except BaseException:  # an interrupt inside a handler: the messages after it still reach the kernel
+            for rest in queued[position + 1:]:
+                _defer(dispatch, rest)
+            raise
+    return handled
 
 
 def _handle_comm_message(kernel: Any, stream: Any, raw: list[Any]) -> bool:

@@ -47,6 +47,29 @@ def stop_click(kc, comm_id, subshell_id=None):
     send_comm_msg(kc, comm_id, {"method": "custom", "content": {"type": "stop"}}, subshell_id=subshell_id)
 
 
+def run_on_subshell(kc, subshell_id, expr: str) -> str:
+    """Evaluate `expr` on a kernel subshell: it runs while the main shell is busy with a cell."""
+    content = dict(code="", silent=False, store_history=False, user_expressions={"x": expr}, allow_stdin=False,
+                   stop_on_error=False)
+    msg = kc.session.msg("execute_request", content)
+    msg["header"]["subshell_id"] = subshell_id
+    kc.shell_channel.send(msg)
+    return shell_reply(kc, msg["header"]["msg_id"])["content"]["user_expressions"]["x"]["data"]["text/plain"]
+
+
+IN_WAIT = ("any(frame.name == '_wait_listening' for frame in __import__('traceback').extract_stack("
+           "__import__('sys')._current_frames()[__import__('threading').main_thread().ident]))")
+
+
+def wait_until_inside_a_compound_wait(kc, subshell_id) -> None:
+    """Block until the kernel's main thread is inside Job.wait(): only then does an interrupt land in our wait.
+
+    ("busy" comes before ipykernel takes SIGINT for the cell, and any output the cell prints comes before the wait.)
+    """
+    while run_on_subshell(kc, subshell_id, IN_WAIT) != "True":
+        pass
+
+
 def start_blocking(kc, code):
     msg_id = kc.execute(code)
     iopub_until(kc, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "busy"
@@ -94,8 +117,9 @@ def test_requests_queued_during_the_wait_run_afterwards_in_order(kernel):
 @pytest.mark.slow
 def test_interrupting_the_kernel_during_result_stops_the_job_and_keeps_its_result(kernel):
     run(kernel, START)
+    subshell_id = create_subshell(kernel)
     blocking = start_blocking(kernel, "kept = job.result()")
-    iopub_until(kernel, lambda m: m["msg_type"] == "comm_msg")  # the job is reporting: it runs
+    wait_until_inside_a_compound_wait(kernel, subshell_id)
     kernel.manager.interrupt_kernel()
     reply = shell_reply(kernel, blocking, timeout=120)
     assert reply["content"]["status"] == "ok", reply["content"]
@@ -105,7 +129,11 @@ def test_interrupting_the_kernel_during_result_stops_the_job_and_keeps_its_resul
 @pytest.mark.slow
 def test_control_an_interrupt_outside_compound_waits_leaves_the_job_running(kernel):
     run(kernel, START)
+    subshell_id = create_subshell(kernel)
     blocking = start_blocking(kernel, "time.sleep(60)")
+    in_sleep = IN_WAIT.replace("frame.name == '_wait_listening'", "'time.sleep' in (frame.line or '')")
+    while run_on_subshell(kernel, subshell_id, in_sleep) != "True":  # the cell is inside time.sleep
+        pass
     kernel.manager.interrupt_kernel()
     reply = shell_reply(kernel, blocking, timeout=120)
     assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
