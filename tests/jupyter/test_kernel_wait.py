@@ -153,3 +153,34 @@ def test_a_job_shown_in_a_cell_leaves_its_record_there_when_it_ends(kernel):
     assert "application/vnd.jupyter.widget-view+json" not in data  # a record, readable without a kernel
     assert data["text/plain"].startswith("<Job 'recorded' stopped")
     assert "recorded" in data["text/html"]
+
+
+@pytest.mark.slow
+def test_what_a_job_prints_lands_in_the_cell_that_started_it_not_in_later_cells(kernel):
+    started = kernel.execute(
+        "import threading, compound\nfrom compound import jobs\nrelease = threading.Event()\n"
+        "def chatty(job):\n    release.wait(30)\n    for i in range(5):\n        print('job line', i, flush=True)\n"
+        "job = jobs.start(chatty, name='chatty')"
+    )
+    assert shell_reply(kernel, started)["content"]["status"] == "ok"
+    later = kernel.execute("release.set(); job.wait(30)")  # the job prints while this later cell runs
+    assert shell_reply(kernel, later)["content"]["status"] == "ok"
+    lines = []
+    while sum("job line" in text for text, _ in lines) < 5:
+        msg = iopub_until(kernel, lambda m: m["msg_type"] == "stream")
+        lines.append((msg["content"]["text"], msg["parent_header"].get("msg_id")))
+    assert {parent for text, parent in lines if "job line" in text} == {started}
+
+
+@pytest.mark.slow
+def test_control_a_plain_thread_prints_into_whichever_cell_runs(kernel):
+    started = kernel.execute(
+        "import threading\nrelease = threading.Event()\n"
+        "def chatty():\n    release.wait(30)\n    print('thread line', flush=True)\n"
+        "thread = threading.Thread(target=chatty); thread.start()"
+    )
+    assert shell_reply(kernel, started)["content"]["status"] == "ok"
+    later = kernel.execute("release.set(); thread.join(30)")
+    assert shell_reply(kernel, later)["content"]["status"] == "ok"
+    msg = iopub_until(kernel, lambda m: m["msg_type"] == "stream" and "thread line" in m["content"]["text"])
+    assert msg["parent_header"].get("msg_id") == later  # ipykernel's default: the cell running at the moment
