@@ -86,7 +86,7 @@ class Job:
         self._last_notify = 0.0
         self._notify_pending = False
         self._watchers: tuple[Callable[[Job], None], ...] = ()
-        self._display: _DisplayFollower | None = None  # set by display(): keeps the notebook output current
+        self._display: Any = None  # a compound.jupyter.display.JobDisplay once display() showed the job
 
     # -- the work ---------------------------------------------------------------------------------------------
     def run(self) -> Any:
@@ -280,17 +280,12 @@ class Job:
             >>> start(lambda job: None, name="quiet").display()   # a script: nothing to show
             False
         """
-        ipython = sys.modules.get("IPython")
-        shell = ipython.get_ipython() if ipython is not None else None
-        if getattr(shell, "kernel", None) is None:
+        if "ipykernel" not in sys.modules:
             return False
-        from IPython.display import display  # we are inside an IPython kernel: it is loaded
+        from compound.jupyter.display import JobDisplay
 
-        data, metadata = shell.display_formatter.format(self)
-        live = any(key.startswith("application/vnd.jupyter.widget") for key in data)
-        handle = display(data, metadata=metadata, raw=True, display_id=True)
-        self._display = _DisplayFollower(self, handle, refresh=None if live else interval)
-        return True
+        self._display = JobDisplay.show(self, interval=interval)
+        return self._display is not None
 
     def summary(self) -> str:
         """The job's record as text: what the output cell keeps when the job ends."""
@@ -307,39 +302,6 @@ class Job:
         detail = f" · {self.detail}" if self.detail else ""
         kind = "Job" if type(self) is _FunctionJob else type(self).__name__  # start(fn) makes plain jobs
         return f"<{kind} {self.name!r} {self.status}{progress} {self.elapsed_s:.1f}s{detail}>"
-
-
-class _DisplayFollower:
-    """Keeps a job's notebook output current: refreshed while it runs (when not live), its record once it ends."""
-
-    def __init__(self, job: Job, handle: Any, refresh: float | None):
-        self.job, self.handle, self.refresh = job, handle, refresh
-        self._last = 0.0
-        self._ended = threading.Event()
-        self._unwatch = job.watch(self._on_change)
-        if job.done():
-            self._on_change(job)
-
-    def _on_change(self, job: Job) -> None:
-        if job.done():
-            if self._ended.is_set():
-                return
-            self._ended.set()
-            self._unwatch()
-            self.show_record()
-        elif self.refresh is not None and time.monotonic() - self._last >= self.refresh:
-            self._last = time.monotonic()
-            self._show({"text/plain": repr(job), "text/html": job._repr_html_()})
-
-    def show_record(self) -> None:
-        """Replace the output with the job's record (text summary and static HTML)."""
-        self._show({"text/plain": self.job.summary(), "text/html": self.job._repr_html_()})
-
-    def _show(self, data: dict[str, str]) -> None:
-        try:
-            self.handle.update(data, raw=True)
-        except Exception:  # the kernel is shutting down: nothing to show any more
-            logger.debug("updating the display of job %s failed", self.job.name, exc_info=True)
 
 
 class _FunctionJob(Job):
