@@ -37,7 +37,7 @@ test: $(STAMP)
 # jlpm (yarn) comes with jupyter-builder in the venv; node itself must be on the machine (CI image has it).
 VENV_BIN    := $(abspath $(VENV))/bin
 WITH_VENV   := PATH="$(VENV_BIN):$$PATH"
-EXT_SOURCES := $(wildcard extension/src/*.ts) $(wildcard extension/style/*) extension/package.json extension/tsconfig.json
+EXT_SOURCES := $(wildcard extension/src/*.ts) $(wildcard extension/style/*) $(wildcard extension/schema/*) extension/package.json extension/tsconfig.json
 EXT_DEPS    := extension/node_modules/.compound-installed
 EXT_BUILT   := extension/lib/.compound-built
 UI_DEPS     := tests/ui/node_modules/.compound-installed

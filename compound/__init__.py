@@ -82,8 +82,9 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def _connect_sidebar_when_in_a_kernel() -> None:
-    # `import compound` in a notebook is enough for the sidebar. Checked through sys.modules so that scripts
-    # and tests never import IPython; a failure here must never break the import itself.
+    # `import compound` in a notebook is enough for the sidebar and the live views. Checked through sys.modules so
+    # that scripts and tests never import IPython; a failure here must never break the import itself. This package
+    # root is the one place below the views that names compound.widgets: it wires the layers together.
     import sys
 
     ipython = sys.modules.get("IPython")  # same test as compound.jupyter.in_jupyter_kernel, without importing it
@@ -91,8 +92,10 @@ def _connect_sidebar_when_in_a_kernel() -> None:
         return
     try:
         from compound.jupyter import start_kernel_bridge
+        from compound.widgets._live import install_formatters
 
         start_kernel_bridge()
+        install_formatters()
     except Exception as exc:  # pragma: no cover - reported, not raised
         import warnings
 

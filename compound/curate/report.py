@@ -224,12 +224,6 @@ class CurationReport(Observable):
                 "issues": self.issues(),
             }
 
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        try:
-            return super()._repr_mimebundle_(include, exclude)
-        except TypeError:  # no live view registered for reports yet: the text and HTML record still show
-            return {"text/plain": repr(self), "text/html": self._repr_html_()}
-
     def _summary_lines(self) -> list[str]:
         summary = self.summary()
         head = f"CurationReport: {summary['examples']} examples"

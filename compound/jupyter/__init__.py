@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import sys
 
-from compound.jupyter.bridge import COMM_TARGET, KernelBridge, handle_on_frontend_subshell
+from compound.jupyter.bridge import COMM_TARGET, KernelBridge
 from compound.jupyter.snapshot import kernel_snapshot
 
 __all__ = [
     "COMM_TARGET",
     "KernelBridge",
-    "handle_on_frontend_subshell",
     "in_jupyter_kernel",
     "kernel_bridge",
     "kernel_snapshot",
