@@ -43,8 +43,10 @@ def test_keep_and_drop_print_a_line_that_reproduces_the_choice(report):
     assert len(kept) == 122 - len(report.flagged("duplicate")) - 1 and kept[-1].ticket == TRIAGE.dev[0].ticket
 
 
-def test_the_widget_refuses_other_objects_and_the_report_displays_without_it(report):
+def test_the_widget_refuses_other_objects_and_the_report_is_registered_with_its_view(report):
+    from compound.widgets import view_class
+
     with pytest.raises(TypeError, match="cp.curate report"):
         CurationWidget(object())
-    bundle = report._repr_mimebundle_()
-    assert bundle["text/plain"].startswith("CurationReport") and "<table" in bundle["text/html"]
+    assert view_class(report) is CurationWidget  # what a kernel's display formatter shows live
+    assert repr(report).startswith("CurationReport") and "<table" in report._repr_html_()  # the static record

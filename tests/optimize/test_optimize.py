@@ -15,9 +15,10 @@ from compound.optimize import OptimizationJob
 from compound.optimize.job import VALIDATION_KINDS
 from compound.optimize.tracker import describe
 
-# Generous bound for a loaded 2-core CI machine; measured stops take milliseconds (MIPROv2, BootstrapFewShot)
-# to about one GEPA iteration.
-STOP_WITHIN_S = 10.0
+# A stop is honoured at the next LM call: only calls already in flight (at most one per worker thread) may still
+# finish after it. Counted in LM calls, not seconds, so a busy CI machine cannot fail it; the latency in seconds is
+# printed and measured in bench/stop_latency.py.
+IN_FLIGHT = 2
 # MIPROv2 settings a tiny model can follow: no few-shot prompts, short proposer prompts that fit its context.
 MIPRO_SMALL = dict(
     max_bootstrapped_demos=1, max_labeled_demos=0, num_threads=2, minibatch=False, program_aware_proposer=False,
@@ -32,6 +33,7 @@ class StopWhen:
         self.predicate = predicate
         self.job: OptimizationJob | None = None
         self.stopped_at: float | None = None
+        self.calls_at_stop: int | None = None
         self.trials_at_stop: int | None = None
         self._unsubscribe = jobs.subscribe(self._attach)
 
@@ -45,11 +47,16 @@ class StopWhen:
         if self.stopped_at is None and self.predicate(self.job):
             self.stopped_at = time.time()
             self.trials_at_stop = len(self.job.table.rows)
+            self.calls_at_stop = self.job.lm_calls
             self.job.stop()
 
     @property
     def latency_s(self) -> float:
         return self.job.ended_at - self.stopped_at
+
+    @property
+    def calls_after_stop(self) -> int:
+        return self.job.lm_calls - self.calls_at_stop
 
 
 def test_mipro_stop_ends_run_quickly_and_returns_best_program(configured, dataset):
@@ -62,7 +69,7 @@ def test_mipro_stop_ends_run_quickly_and_returns_best_program(configured, datase
     best = job.result(timeout=300)
 
     assert job.status == "stopped"
-    assert stopper.latency_s < STOP_WITHIN_S, f"took {stopper.latency_s:.2f}s to stop"
+    assert stopper.calls_after_stop <= IN_FLIGHT, f"{stopper.calls_after_stop} LM calls after the stop"
     # The evaluation running at the stop was abandoned, not recorded; 30 trials were planned.
     assert len(job.table.rows) == stopper.trials_at_stop == 3
     assert job.table.rows[0]["kind"] == "baseline" and job.table.rows[0]["trial"] == 0
@@ -116,7 +123,7 @@ def test_bootstrap_stop_keeps_demos_bootstrapped_so_far(configured, dataset):
     )
     result = job.result(timeout=300)
     assert job.status == "stopped"
-    assert stopper.latency_s < STOP_WITHIN_S
+    assert stopper.calls_after_stop <= IN_FLIGHT
     # The stop came during the first example: bootstrapping ended there, compile() still finished.
     assert [row["kind"] for row in job.table.rows] == ["baseline", "bootstrap"]
     assert len(result.demos) == int(job.table.rows[1]["score"])
@@ -165,7 +172,7 @@ def test_gepa_stop_ends_the_iteration_at_the_next_lm_call(configured, dataset):
     )
     result = job.result(timeout=300)
     assert job.status == "stopped"
-    assert stopper.latency_s < STOP_WITHIN_S, f"took {stopper.latency_s:.2f}s to stop"
+    assert stopper.calls_after_stop <= IN_FLIGHT, f"{stopper.calls_after_stop} LM calls after the stop"
     assert job.table.rows[0]["kind"] == "baseline"
     assert job.table.rows[1]["kind"] == "valset" and job.table.rows[1]["candidate"].startswith("#0")
     assert job.progress is not None and job.progress < 0.5  # far from the metric-call budget
@@ -185,7 +192,7 @@ def test_gepa_stop_between_iterations_uses_gepas_own_stopper(configured, dataset
         max_metric_calls=400, reflection_minibatch_size=2, num_threads=2, track_stats=True, display=False,
     )
     result = job.result(timeout=300)
-    assert job.status == "stopped" and stopper.latency_s < STOP_WITHIN_S
+    assert job.status == "stopped" and stopper.calls_after_stop <= IN_FLIGHT
     assert job.lm_calls == 2 * len(valset)  # GEPA checked its stopper before the first iteration made any call
     assert result.detailed_results.total_metric_calls == len(valset)  # GEPA's own result object
     assert result.signature.instructions == job.program.signature.instructions
@@ -199,7 +206,7 @@ def test_stop_before_any_candidate_returns_the_program_unchanged(configured, dat
     job = cp.optimize(program, trainset, "MIPROv2", metric=exact_match, valset=valset,
                       num_candidates=2, num_trials=5, display=False, **MIPRO_SMALL)
     result = job.result(timeout=300)
-    assert job.status == "stopped" and stopper.latency_s < STOP_WITHIN_S
+    assert job.status == "stopped" and stopper.calls_after_stop <= IN_FLIGHT
     assert [row["kind"] for row in job.table.rows] == ["baseline"]
     assert "best program evaluated so far" in job.detail
     assert result is not program and result.demos == [] and result.lm is configured
