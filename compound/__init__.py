@@ -29,6 +29,8 @@ _LAZY: dict[str, str] = {
     "OptimizationJob": "compound.optimize.job",
     "jobs": "compound.jobs",  # a module: cp.jobs.list_jobs(), cp.jobs.subscribe(...)
     "widgets": "compound.widgets",  # a subpackage: Progress, LineChart, Table and their widgets
+    "route": "compound.route",  # a subpackage: cp.route.collect, cp.route.KNNRouter, cp.route.evaluate, ...
+    "Routed": "compound.route.routed",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -41,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound import jobs, widgets
     from compound.optimize.job import OptimizationJob
     from compound.optimize.run import optimize
+    from compound import route
+    from compound.route.routed import Routed
 
 
 def __getattr__(name: str) -> Any:
