@@ -23,7 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _LAZY = {
-    "collect": "compound.route.collect",
+    "collect": "compound.route.collector",
     "RoutingData": "compound.route.data",
     "Router": "compound.route.base",
     "load_router": "compound.route.base",
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound.route.base import Router, load_router
     from compound.route.baselines import OracleRouter, RandomRouter
     from compound.route.cascade import CascadeRouter
-    from compound.route.collect import collect
+    from compound.route.collector import collect
     from compound.route.data import RoutingData
     from compound.route.knn import KNNRouter
     from compound.route.linear import LogisticRouter, MLPRouter

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 FORMAT = "compound.route.Router/1"
@@ -70,7 +70,7 @@ def breakpoints(scores, costs, limit: int = 512) -> np.ndarray:
     return np.concatenate([[values[0] - 1.0], mids, [values[-1] + 1.0]]) if len(values) else np.array([0.0])
 
 
-class Router(BaseEstimator):
+class Router(RegressorMixin, BaseEstimator):
     """Base of compound's routers. Subclasses implement `_fit_features(Z, Y)` and `_predict_features(Z)`.
 
     Attributes (after `fit`):
@@ -110,7 +110,8 @@ class Router(BaseEstimator):
             costs = data.costs if costs is None else costs
             models = data.models if models is None else models
         if Y is None:
-            raise ValueError(f"{type(self).__name__}.fit needs the scores: fit(routing_data) or fit(X, Y)")
+            raise ValueError(f"{type(self).__name__}.fit requires y to be passed, but the target y is None: pass the "
+                             "(n, k) scores, fit(X, Y), or RoutingData, fit(routing_data)")
         Z = self._features(X, reset=True)
         Y = np.asarray(Y, dtype=float)
         self.single_output_ = Y.ndim == 1
@@ -154,7 +155,6 @@ class Router(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.estimator_type = "regressor"
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
@@ -221,7 +221,8 @@ def from_state(state: dict[str, Any]) -> Router:
     if name not in routers:
         raise ValueError(f"refusing to build router class {name!r}: only compound's routers load "
                          f"({', '.join(sorted(routers))}), since a file must never choose code to run")
-    router = routers[name](**state.get("params", {}))
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in state.get("params", {}).items()}  # JSON: no tuples
+    router = routers[name](**params)
     fitted = state.get("fitted")
     if fitted:
         from safetensors.numpy import load
@@ -246,9 +247,8 @@ def load_router(path: str | os.PathLike) -> Router:
         >>> cp.route.load_router(path).route(np.eye(2)).tolist()
         [0, 1]
     """
-    with open(path) as f:
-        try:
-            state = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path} is not a router file (not JSON: {exc}); routers are saved with router.save()")
+    try:
+        state = json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a router file (not JSON: {exc}); routers are saved with router.save()")
     return from_state(state)

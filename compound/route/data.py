@@ -130,11 +130,11 @@ class RoutingData:
         if cost not in ("auto", "device", "compute", "usd"):
             raise ValueError(f"`cost` must be 'auto', 'device', 'compute', 'usd' or a {{model: cost}} dict, got {cost!r}")
         if cost == "auto":
-            if self.frame["usd"].notna().groupby(self.frame["model"]).all().all():
+            if self.frame["usd"].notna().groupby(self.frame["model"]).any().all():
                 return "usd"
             cost = "device"
         column = {"device": "device_s", "compute": "params", "usd": "usd"}[cost]
-        known = self.frame[column].notna().groupby(self.frame["model"]).all()
+        known = self.frame[column].notna().groupby(self.frame["model"]).any()
         lacking = [m for m in self.models if not known.get(m, False)]
         if lacking and len(self.frame):
             hint = {"device": "only compound engines report device-seconds",
@@ -158,8 +158,9 @@ class RoutingData:
             return np.tile(np.nanmean(self._matrix("device_s"), axis=0), (n, 1))
         if self.cost == "compute":
             tokens = self._matrix("input_tokens") + self._matrix("output_tokens")
-            return 2.0 * self._matrix("params") * tokens
-        return self._matrix("usd")
+            return 2.0 * np.nanmax(self._matrix("params"), axis=0) * tokens
+        usd = self._matrix("usd")  # a failed call has no price: charge the model's mean
+        return np.where(np.isnan(usd), np.nanmean(usd, axis=0), usd)
 
     @property
     def confidence_cost(self) -> np.ndarray:

@@ -36,6 +36,7 @@ class LogisticRouter(Router):
 
     Attributes:
         coef_: (k, d) weights; intercept_: (k,) biases (a constant model: zero weights, +-40 bias).
+        n_iter_: the most solver iterations any of the k regressions took.
     """
 
     def __init__(self, C: float = 1.0, max_iter: int = 1000, encoder: str = "all-MiniLM-L6-v2"):
@@ -45,12 +46,14 @@ class LogisticRouter(Router):
 
     def _fit_features(self, Z: np.ndarray, Y: np.ndarray) -> None:
         coef, intercept = np.zeros((Y.shape[1], Z.shape[1])), np.zeros(Y.shape[1])
+        self.n_iter_ = 0
         for j, labels in enumerate((Y >= 0.5).T):
             if labels.all() or not labels.any():
                 intercept[j] = 40.0 if labels.all() else -40.0
                 continue
             model = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(Z, labels)
             coef[j], intercept[j] = model.coef_[0], model.intercept_[0]
+            self.n_iter_ = max(self.n_iter_, int(model.n_iter_.max()))
         self.coef_, self.intercept_ = coef, intercept
 
     def _predict_features(self, Z: np.ndarray) -> np.ndarray:
@@ -72,6 +75,7 @@ class MLPRouter(Router):
 
     Attributes:
         coefs_, intercepts_: the layers' weights and biases (predictions are clipped to [0, 1]).
+        n_iter_: Adam epochs run.
     """
 
     def __init__(self, hidden_layer_sizes=(64,), alpha: float = 1e-3, max_iter: int = 500, random_state: int = 0,
@@ -87,8 +91,9 @@ class MLPRouter(Router):
                              max_iter=self.max_iter, random_state=self.random_state)
         with warnings.catch_warnings():  # a small router on few examples often stops at max_iter; that is fine
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(Z, Y)
+            model.fit(Z, Y.ravel() if Y.shape[1] == 1 else Y)
         self.coefs_, self.intercepts_ = list(model.coefs_), list(model.intercepts_)
+        self.n_iter_ = model.n_iter_
 
     def _predict_features(self, Z: np.ndarray) -> np.ndarray:
         h = Z

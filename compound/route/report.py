@@ -135,7 +135,7 @@ class RoutingReport(Observable):
             point = self._curve(router).at(self.threshold_for(quality=quality, router=router))
         except ValueError:
             return None
-        return 1.0 - point["cost"] / self.model_cost[self.best]
+        return float(1.0 - point["cost"] / self.model_cost[self.best])
 
     def select(self, threshold: float | None = None, router: str | None = None) -> None:
         """Move the current point (what the widget and `point()` show)."""
@@ -190,7 +190,8 @@ class RoutingReport(Observable):
 
     HEADERS = ["APGR", "CPT(50%)", "CPT(80%)", "AIQ", "deferral AUC", "saved @95%"]
 
-    def _point_line(self) -> str:
+    def point_line(self) -> str:
+        """One line about the current point: threshold, quality, cost, and each model's share of the calls."""
         p = self.point()
         shares = ", ".join(f"{m} {100 * s:.1f}%" for m, s in zip(self.data.models, p["shares"]))
         vs = "" if p["quality_vs_best"] is None else f" ({100 * p['quality_vs_best']:.1f}% of {p['best']})"
@@ -206,8 +207,13 @@ class RoutingReport(Observable):
         lines.append(f"  {'':12}" + "".join(f"{h:>13}" for h in self.HEADERS))
         for name, cells in self._metric_rows():
             lines.append(f"  {name:12}" + "".join(f"{c:>13}" for c in cells))
-        lines.append("  " + self._point_line())
+        lines.append("  " + self.point_line())
         return "\n".join(lines)
+
+    def svg(self) -> str:
+        """The cost–quality chart (inline SVG): every curve, each model alone, and the current point."""
+        snap = self.snapshot()
+        return curve_svg(snap["curves"], snap["models"], snap["point"])
 
     def _repr_html_(self) -> str:
         snap = self.snapshot()
@@ -223,7 +229,7 @@ class RoutingReport(Observable):
                 f"cost: {esc(self.data.cost_unit)}<br>{svg}"
                 f"<table><thead><tr><th>model alone</th><th>quality</th><th>cost</th></tr></thead>"
                 f"<tbody>{models}</tbody></table><table><thead><tr><th></th>{head}</tr></thead><tbody>{body}"
-                f"</tbody></table><p>{esc(self._point_line())}</p>"
+                f"</tbody></table><p>{esc(self.point_line())}</p>"
                 + (f"<pre>{esc(point['code'])}</pre>" if point["code"] else "") + "</div>")
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:

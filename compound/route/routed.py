@@ -28,7 +28,7 @@ from dspy.predict.parameter import Parameter
 
 from compound.route.base import Router, from_state
 from compound.route.cascade import CascadeRouter
-from compound.route.collect import (answer_key, candidate_names, mean_logprob, query_text, run_once,
+from compound.route.collector import (answer_key, candidate_names, mean_logprob, query_text, run_once,
                                     verifier_confidence)
 
 

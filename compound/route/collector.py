@@ -1,5 +1,7 @@
 """`cp.route.collect`: run every candidate model on every example, concurrently, and keep what routers learn from.
 
+(The module is `collector`, so that `cp.route.collect` stays the function.)
+
 Each (example, model) call runs the program on a copy of the candidate LM (copies share the engine, and each keeps
 its own history), so tokens, device-seconds and prices come from exactly that call's DSPy history entries, however
 many threads share the engines. Results are cached on disk, keyed by the program's signatures and instructions, the
