@@ -67,7 +67,7 @@ class RoutingWidget(ModelView):
             "router": snap["router"],
             "routers": snap["routers"],
             "thresholds": curve["thresholds"],
-            "threshold": point["threshold"],
+            "threshold": report.threshold,  # the report's own value: setting it back never re-triggers `_moved`
             "svg": report.svg(),
             "summary": report.point_line(),
             "shares": [{"model": m, "share": s} for m, s in zip(report.data.models, point["shares"])],
@@ -82,6 +82,9 @@ class RoutingWidget(ModelView):
             report.select(router=self.router)
         elif change["name"] == "threshold" and self.threshold != report.threshold:
             report.select(threshold=self.threshold)
+        else:
+            return
+        self.flush()  # answer the slider now rather than at the next throttled flush
 
 
 def widget(report: Any) -> RoutingWidget:

@@ -37,10 +37,10 @@ def desk():
 
 @pytest.fixture(scope="session")
 def kind_router():
-    """A kNN router fitted on help-desk query texts, scored by what each kind needs: routes by kind of request."""
-    examples = requests("train", per_kind=6)
+    """A logistic router fitted on help-desk query texts, scored by what each kind needs: routes by kind."""
+    examples = requests("train", per_kind=10)
     from compound.route.collector import query_text
 
     queries = [query_text(HelpDesk(), ex.inputs().toDict()) for ex in examples]
     scores = np.array([NEEDS[ex.kind] for ex in examples])
-    return cp.route.KNNRouter(k=3).fit(queries, scores, costs=[1.0, 2.0], models=["zoo-tiny", "zoo-small"])
+    return cp.route.LogisticRouter(C=10.0).fit(queries, scores, costs=[1.0, 2.0], models=["zoo-tiny", "zoo-small"])
