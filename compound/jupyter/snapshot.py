@@ -39,7 +39,8 @@ def find_job(job_id: str) -> Any | None:
 def device_memory() -> dict[str, Any]:
     """Free/total GPU memory when torch already uses CUDA, else this process's resident memory."""
     torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+    cuda = getattr(torch, "cuda", None)  # None too while the main thread is still importing torch
+    if cuda is not None and cuda.is_available() and cuda.is_initialized():
         free, total = torch.cuda.mem_get_info()
         return {
             "kind": "cuda",

@@ -116,7 +116,7 @@ def oracle_curve(Y, C) -> Curve:
     return scored_curve("oracle", Y, Y, C, np.asarray(C, float).mean(axis=0), kind="oracle")
 
 
-def random_curve(Y, C, steps: int = 11) -> Curve:
+def random_curve(Y, C, steps: int = 101) -> Curve:
     """The random router in expectation: the cheapest model with probability 1-p, the most expensive with p."""
     Y, C = np.asarray(Y, float), np.asarray(C, float)
     mean = C.mean(axis=0)

@@ -183,7 +183,7 @@ class RoutingReport(Observable):
 
         rows = []
         for name, m in self.metrics.items():
-            saved = self.cost_saved(0.95, name) if self.curves[name].kind != "random" else None
+            saved = self.cost_saved(0.95, name)
             rows.append((name, [fmt(m["apgr"]), fmt(m["cpt50"], True), fmt(m["cpt80"], True), fmt(m["aiq"]),
                                 fmt(m["deferral_auc"]), fmt(saved, True)]))
         return rows

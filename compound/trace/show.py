@@ -96,9 +96,9 @@ def describe_program(program: Any) -> dict[str, Any]:
 
 
 def _route_label(route: dict[str, Any]) -> str:
-    """"routed: zoo-tiny 61% | zoo-small 39% (KNNRouter, threshold 0.137)": the models and their share of calls."""
+    """"routed: zoo-tiny 61.0% | zoo-small 39.0% (KNNRouter, threshold 0.137)": the models and their share of calls."""
     total = sum(route["calls"].values())
-    split = " | ".join(f"{m} {100 * n / total:.0f}%" if total else m for m, n in route["calls"].items())
+    split = " | ".join(f"{m} {100 * n / total:.1f}%" if total else m for m, n in route["calls"].items())
     return f"routed: {split} ({route['router']}, threshold {route['threshold']:.3f})"
 
 

@@ -119,7 +119,7 @@ def test_cp_show_names_the_routing(kind_router, tiny, small):
     for ex in requests("dev", per_kind=1):
         program(**ex.inputs())
     text = str(cp.show(program))
-    assert "routed: zoo-tiny 50% | zoo-small 50% (LogisticRouter, threshold 0.500)" in text
+    assert "routed: zoo-tiny 50.0% | zoo-small 50.0% (LogisticRouter, threshold 0.500)" in text
     assert all(m["lm_source"] == "routed" for m in cp.show(program).modules)
 
 
