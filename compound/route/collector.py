@@ -17,8 +17,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -168,6 +170,7 @@ def usage_of(entries: list[dict]) -> dict[str, float]:
               for e in entries]
     usd = [e.get("cost") for e in entries]
     return {
+        "truncated": any(getattr(e.get("response"), "finish_reason", None) == "length" for e in entries),
         "input_tokens": sum(int((e.get("usage") or {}).get("prompt_tokens") or 0) for e in entries),
         "output_tokens": sum(int((e.get("usage") or {}).get("completion_tokens") or 0) for e in entries),
         "device_s": sum(device) if entries and all(d is not None for d in device) else math.nan,
@@ -229,6 +232,23 @@ def default_cache_dir() -> Path:
     from compound.zoo.cache import cache_root
 
     return cache_root().parent / "route"
+
+
+@contextlib.contextmanager
+def _quiet_truncation():
+    """Drop DSPy's "LM response was truncated" warnings (one per call) while collecting."""
+    logger = logging.getLogger("dspy.clients.lm")
+    quiet = _DropTruncation()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
+class _DropTruncation(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "truncated" not in record.getMessage()
 
 
 # ---- the verb ------------------------------------------------------------------------------------------------
@@ -305,7 +325,8 @@ def collect(
         return row
 
     executor = ParallelExecutor(num_threads=num_threads, disable_progress_bar=True, max_errors=len(jobs) + 1)
-    rows = executor.execute(run, jobs)
+    with _quiet_truncation():  # recorded per call in the `truncated` column instead
+        rows = executor.execute(run, jobs)
     for row in rows:
         if row is not None and "_raise" in row:
             raise row["_raise"]

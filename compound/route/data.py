@@ -5,6 +5,7 @@ Columns of `data.frame`:
     example        0..n-1, the example's position        model          the candidate's name
     query          the text a router sees                score          the metric's score of this model's answer
     answer         the outputs as JSON ("" on error)     error          why the call failed ("" when it did not)
+    truncated      the answer hit max_tokens
     input_tokens / output_tokens                         latency_s      wall-clock seconds of the call
     device_s       device-seconds the engine spent (compound engines report it; NaN for others)
     usd            DSPy's price estimate for hosted LMs (from LiteLLM's price table; NaN when unknown)
@@ -41,7 +42,7 @@ FORMAT = "compound.route.RoutingData/1"
 CONFIDENCES = ("logprob", "agreement", "verifier")
 COST_UNITS = {"device": "device-seconds per call", "compute": "FLOPs per call (2 x params x tokens)",
               "usd": "USD per call", "user": "user cost per call"}
-_DEFAULTS = {"answer": "", "error": "", "input_tokens": 0, "output_tokens": 0, "latency_s": np.nan,
+_DEFAULTS = {"answer": "", "error": "", "truncated": False, "input_tokens": 0, "output_tokens": 0, "latency_s": np.nan,
              "device_s": np.nan, "usd": np.nan, "params": np.nan, "conf_cost_s": 0.0, "conf_usd": 0.0,
              **{f"conf_{kind}": np.nan for kind in CONFIDENCES}}
 

@@ -9,7 +9,7 @@ Example:
     ...                       "query": np.repeat(["a", "b", "c", "d"], 2), "score": [1, 1, 0, 1, 0, 1, 1, 1]})
     >>> data = cp.route.RoutingData(frame, ["cheap", "dear"], cost={"cheap": 1.0, "dear": 2.0})
     >>> report = cp.route.evaluate(cp.route.OracleRouter().fit(data), data)
-    >>> report.metrics["oracle"]["cpt50"], report.metrics["random"]["apgr"]
+    >>> report.metrics["oracle"]["cpt50"], round(report.metrics["random"]["apgr"], 6)
     (0.25, 0.5)
     >>> report.threshold_for(quality=1.0) > 0, report.point()["shares"]
     (True, [0.5, 0.5])
@@ -68,7 +68,9 @@ class RoutingReport(Observable):
     """Routers' cost–quality curves and metrics beside the random and oracle baselines, with a current threshold.
 
     `metrics[name]` holds APGR, CPT(50%), CPT(80%) (as a share of the cost range: two models, of strong calls),
-    AIQ and deferral AUC for every router, "random" and "oracle". `threshold_for(quality=0.95)` (a share of the
+    AIQ (over the cost range from the cheapest model alone to the dearest) and deferral AUC for every router,
+    "random" and "oracle"; a metric a curve cannot have is None (APGR of a cascade that costs more than the cheapest
+    model even when it never defers). `threshold_for(quality=0.95)` (a share of the
     best single model's quality) or `threshold_for(cost=0.5)` (a share of its cost) picks a threshold; `select()`
     moves the current point that the widget shows.
     """
@@ -82,9 +84,10 @@ class RoutingReport(Observable):
         self.weak, self.strong = int(np.argmin(self.model_cost)), int(np.argmax(self.model_cost))
         # the best model alone: highest quality, the cheaper one on a tie
         self.best = int(min(range(len(data.models)), key=lambda j: (-self.model_quality[j], self.model_cost[j])))
-        x_max = max(1.0, *(float(c.x.max()) for c in curves.values()))
         weak_q, strong_q = self.model_quality[self.weak], self.model_quality[self.strong]
-        self.metrics = {name: c.metrics(weak_q, strong_q, x_max) for name, c in curves.items()}
+        # AIQ over the span of the single models' costs (RouterBench extends to the dearest point seen instead, so
+        # one costly cascade would flatten every other router's AIQ toward its best quality)
+        self.metrics = {name: c.metrics(weak_q, strong_q, x_max=1.0) for name, c in curves.items()}
         self.router = next(iter(routers), "oracle")
         self.threshold = self._default_threshold()
 

@@ -142,3 +142,32 @@ def test_hosted_prices_come_from_dspy_history_entries():
     assert usage["usd"] == pytest.approx(1000 * 1.5e-7 + 50 * 6e-7) and math.isnan(usage["device_s"])
     assert usage["input_tokens"] == 1000 and usage["output_tokens"] == 50
     assert math.isnan(usage_of([{**entries[0], "cost": None}])["usd"])  # unknown price is not zero
+
+
+def test_truncated_answers_are_recorded_not_logged(desk, tiny, tmp_path):
+    import logging
+
+    class Records(logging.Handler):
+        def __init__(self):
+            super().__init__()
+            self.messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    seen = Records()
+    logger = logging.getLogger("dspy.clients.lm")  # DSPy's loggers do not propagate: listen on it directly
+    logger.addHandler(seen)
+    try:
+        short = tiny.copy(max_tokens=2)
+        with dspy.context(lm=short):
+            desk(**requests("dev", per_kind=1)[0].inputs())
+        assert any("truncated" in m for m in seen.messages)  # what DSPy says for every such call
+        seen.messages.clear()
+        data = cp.route.collect(desk, {"short": short}, requests("dev", per_kind=1), metric, cache_dir=tmp_path)
+        assert not [m for m in seen.messages if "truncated" in m]
+    finally:
+        logger.removeHandler(seen)
+    assert data.frame["truncated"].all()
+    again = cp.route.collect(desk, {"short": short}, requests("dev", per_kind=1), metric, cache_dir=tmp_path)
+    assert again.frame["truncated"].all()  # and it survives the cache's JSON
