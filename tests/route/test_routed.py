@@ -172,3 +172,22 @@ def test_wrong_arguments_are_refused_clearly(kind_router, tiny, small):
     routed = cp.Routed(HelpDesk(), kind_router, [tiny, small])
     with pytest.raises(TypeError, match="already Routed"):
         cp.Routed(routed, kind_router, [tiny, small])
+
+
+def test_the_demo_cost_table_shows_each_models_share_of_a_routed_module(kind_router, tiny, small):
+    from compound.zoo.demo import ModuleCosts
+
+    program = Desk(kind_router, [tiny, small])
+    costs = ModuleCosts(program)
+    with dspy.context(callbacks=[costs]):
+        for ex in requests("dev", per_kind=2):
+            program(**ex.inputs())
+    served = {}
+    for cost in costs.costs.values():
+        for model, n in cost.models.items():
+            served[model] = served.get(model, 0) + n
+    assert served == {"local/zoo-tiny": 4, "local/zoo-small": 4}
+    assert costs["desk.module.skills['category']"].model_label == "local/zoo-tiny"  # one model: as before
+    mixed = costs["desk.module.skills['category']"]
+    mixed.models["local/zoo-small"] += 2   # as if the router had sent two category requests to small
+    assert mixed.model_label == "zoo-tiny 50% | zoo-small 50%"
