@@ -162,6 +162,29 @@ class Routed(dspy.Module):
         self.log.add(name, query)
         return prediction
 
+    async def aforward(self, **kwargs) -> dspy.Prediction:
+        """`await routed.acall(...)`: the decision runs in a worker thread (embedding may take milliseconds)."""
+        import asyncio
+
+        if isinstance(self.router, CascadeRouter):
+            raise NotImplementedError("an async cascade is not supported yet; call it synchronously or in a thread "
+                                      "(dspy.asyncify(program))")
+        query = query_text(self.module, kwargs)
+        index = await asyncio.to_thread(lambda: int(self.router.route([query], self.threshold)[0]))
+        name, lm = self._lm_for(index)
+        if callable(getattr(self.module, "aforward", None)):
+            with dspy.context(lm=lm):
+                prediction = await self.module.acall(**kwargs)
+        else:  # a module with only `forward` runs in a worker thread (which inherits this context)
+
+            def call() -> dspy.Prediction:
+                with dspy.context(lm=lm):
+                    return self.module(**kwargs)
+
+            prediction = await asyncio.to_thread(call)
+        self.log.add(name, query)
+        return prediction
+
     def _confidence(self, lm: Any, kwargs: dict[str, Any], prediction: Any, entries: list[dict]) -> float:
         kind = self.router.confidence
         if kind == "logprob":

@@ -191,3 +191,19 @@ def test_the_demo_cost_table_shows_each_models_share_of_a_routed_module(kind_rou
     mixed = costs["desk.module.skills['category']"]
     mixed.models["local/zoo-small"] += 2   # as if the router had sent two category requests to small
     assert mixed.model_label == "zoo-tiny 50% | zoo-small 50%"
+
+
+def test_async_calls_route_too(kind_router, tiny, small):
+    import asyncio
+
+    routed = cp.Routed(HelpDesk(), kind_router, [tiny, small], threshold=0.5)
+    examples = requests("dev", per_kind=2)
+
+    async def run_all():
+        return await asyncio.gather(*(routed.acall(**ex.inputs()) for ex in examples))
+
+    predictions = asyncio.run(run_all())
+    assert len(predictions) == len(examples)
+    expected = _expected(kind_router, examples)
+    assert routed.calls == {m: expected.count(m) for m in ("zoo-tiny", "zoo-small")}
+    assert sorted(e["model"].removeprefix("local/") for e in routed.history) == sorted(expected)
