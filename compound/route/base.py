@@ -88,10 +88,14 @@ class Router(RegressorMixin, BaseEstimator):
 
         if isinstance(X, RoutingData):
             X = self._data_features(X)
-        if self.takes_text and isinstance(X, (list, tuple)) and X and all(isinstance(x, str) for x in X):
+        if isinstance(X, str):
+            raise TypeError("`X` is one string; pass a list of queries: router.route([query])")
+        kind = getattr(getattr(X, "dtype", None), "kind", "f")
+        texts = X.tolist() if hasattr(X, "tolist") and kind in "OUS" else X  # a pandas Series or array of texts
+        if self.takes_text and isinstance(texts, (list, tuple)) and texts and all(isinstance(x, str) for x in texts):
             from compound.route.embed import encode
 
-            X = encode(X, getattr(self, "encoder", None) or "all-MiniLM-L6-v2")
+            X = encode(texts, getattr(self, "encoder", None) or "all-MiniLM-L6-v2")
         return validate_data(self, X, reset=reset, dtype=np.float64)
 
     # ---- scikit-learn contract -------------------------------------------------------------------------------

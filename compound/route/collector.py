@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -151,8 +152,6 @@ def _confidence_spec(confidence) -> tuple[list[str], Any]:
 # ---- one call ------------------------------------------------------------------------------------------------
 def run_once(program: dspy.Module, lm: Any, inputs: dict[str, Any]) -> tuple[Any, list[dict], str, float]:
     """Run `program` on `lm` (a private copy: its history is this call's alone); (prediction, entries, error, seconds)."""
-    import time
-
     call_lm = lm.copy()
     start = time.perf_counter()
     prediction, error = None, ""
@@ -220,7 +219,8 @@ def cache_key(program, names, lms, examples, metric, kinds, verifier, samples, t
         "adapter": type(adapter).__qualname__ if adapter is not None else "ChatAdapter",
         "models": [[name, weights_id(lm)] for name, lm in zip(names, lms)],
         "examples": [[ex.toDict(), sorted(ex.inputs().keys())] for ex in examples],
-        "metric": getattr(metric, "__qualname__", type(metric).__qualname__),
+        # the metric by name: edit a metric's code under the same name and pass cache=False (or clear the cache)
+        "metric": f"{getattr(metric, '__module__', '')}.{getattr(metric, '__qualname__', type(metric).__qualname__)}",
         "confidence": [kinds, getattr(verifier, "__qualname__", type(verifier).__qualname__) if verifier else None,
                        samples if "agreement" in kinds else None, temperature if "agreement" in kinds else None],
     }

@@ -151,3 +151,11 @@ def test_metrics_of_a_perfect_router_match_the_oracle():
 
     assert via_router == oracle_curve(Y, C).metrics(weak, strong)
     assert metrics.apgr([0, 1], [weak, strong], weak, strong) == pytest.approx(0.5)
+
+
+def test_queries_as_a_pandas_series_or_one_string():
+    router = cp.route.KNNRouter(k=1, encoder="hashing").fit(["refund please", "app crashes"], [[1, 1], [0, 1]],
+                                                            costs=[1, 2])
+    assert router.route(pd.Series(["app crashes", "refund please"]), 0.5).tolist() == [1, 0]
+    with pytest.raises(TypeError, match="list of queries"):
+        router.route("app crashes")
