@@ -70,9 +70,9 @@ class RoutingReport(Observable):
     `metrics[name]` holds APGR, CPT(50%), CPT(80%) (as a share of the cost range: two models, of strong calls),
     AIQ (over the cost range from the cheapest model alone to the dearest) and deferral AUC for every router,
     "random" and "oracle"; a metric a curve cannot have is None (APGR of a cascade that costs more than the cheapest
-    model even when it never defers). `threshold_for(quality=0.95)` (a share of the
-    best single model's quality) or `threshold_for(cost=0.5)` (a share of its cost) picks a threshold; `select()`
-    moves the current point that the widget shows.
+    model even when it never defers). `threshold_for(quality=0.95)` (a share of the best single model's quality) or
+    `threshold_for(cost=0.5)` (a share of its cost) picks a threshold; `select()` moves the current point that the
+    widget shows.
     """
 
     def __init__(self, curves: dict[str, Curve], data: RoutingData, routers: dict[str, Router],
