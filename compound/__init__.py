@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "curate": "compound.curate.audit",
     "CurationReport": "compound.curate.report",
     "synthesize": "compound.curate.synthesize",
+    "route": "compound.route",  # a subpackage: cp.route.collect, cp.route.KNNRouter, cp.route.evaluate, ...
+    "Routed": "compound.route.routed",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -47,6 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound.curate.audit import curate
     from compound.curate.report import CurationReport
     from compound.curate.synthesize import synthesize
+    from compound import route
+    from compound.route.routed import Routed
 
 
 def __getattr__(name: str) -> Any:

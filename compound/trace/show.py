@@ -56,6 +56,10 @@ def describe_program(program: Any) -> dict[str, Any]:
     default_adapter = type(dspy.settings.adapter or dspy.ChatAdapter()).__name__
     # "answer.predict" is the Predict inside the module at "answer" (e.g. a ChainOfThought): show that module's type.
     owners = {path.removeprefix("self."): type(module).__name__ for path, module in program.named_sub_modules()}
+    # modules that pick the model per call (cp.Routed) describe their routing; the innermost owner comes first
+    routers = sorted(((path.removeprefix("self").removeprefix("."), module) for path, module in
+                      program.named_sub_modules() if callable(getattr(module, "describe_route", None))),
+                     key=lambda item: -len(item[0]))
     modules = []
     for path, predictor in program.named_predictors():
         signature = predictor.signature
@@ -78,12 +82,24 @@ def describe_program(program: Any) -> dict[str, Any]:
                 "lm_source": "predictor" if own_lm is not None else ("default" if default_lm is not None else "none"),
             }
         )
+        route = next((m.describe_route() for owner, m in routers
+                      if not owner or path == owner or path.startswith(owner + ".")), None)
+        if route is not None:
+            lm = {"model": _route_label(route), "base": "routed", "adapter": None}
+            modules[-1].update(route=route, lm=lm, lm_source="routed")
     return {
         "program": type(program).__name__,
         "modules": modules,
         "default_lm": _describe_lm(default_lm),
         "dspy_adapter": default_adapter,
     }
+
+
+def _route_label(route: dict[str, Any]) -> str:
+    """"routed: zoo-tiny 61.0% | zoo-small 39.0% (KNNRouter, threshold 0.137)": the models and their share of calls."""
+    total = sum(route["calls"].values())
+    split = " | ".join(f"{m} {100 * n / total:.1f}%" if total else m for m, n in route["calls"].items())
+    return f"routed: {split} ({route['router']}, threshold {route['threshold']:.3f})"
 
 
 def _lm_label(lm: dict[str, Any] | None) -> str:

@@ -37,6 +37,7 @@ VIEWS: dict[str, str] = {
     "compound.jobs.Job": "compound.widgets.job:JobWidget",
     "compound.optimize.job.OptimizationJob": "compound.widgets.optimizer:OptimizationView",
     "compound.curate.report.CurationReport": "compound.widgets.curation:CurationWidget",
+    "compound.route.report.RoutingReport": "compound.widgets.routing:RoutingWidget",
 }
 
 _LAZY = {
@@ -51,6 +52,7 @@ _LAZY = {
     "OptimizationView": "compound.widgets.optimizer",
     "TrialDiffWidget": "compound.widgets.trial_diff",
     "CurationWidget": "compound.widgets.curation",
+    "RoutingWidget": "compound.widgets.routing",
     "show": "compound.widgets._live",
     "register_view": "compound.widgets._live",
     "view_class": "compound.widgets._live",

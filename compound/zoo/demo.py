@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 import threading
+from collections import Counter
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,15 @@ class ModuleCost:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latencies: list[float] = field(default_factory=list)
+    models: Counter = field(default_factory=Counter)  # calls per model: a routed module (cp.Routed) uses several
+
+    @property
+    def model_label(self) -> str:
+        """The model, or each model's share of the calls when a router spread them ("zoo-tiny 61% | zoo-small 39%")."""
+        if len(self.models) <= 1:
+            return self.model
+        total = sum(self.models.values())
+        return " | ".join(f"{m.removeprefix('local/')} {100 * n / total:.0f}%" for m, n in self.models.most_common())
 
     @property
     def latency_p50(self) -> float:
@@ -113,6 +123,7 @@ class ModuleCosts(BaseCallback):
             self._open[call_id] = (name, time.perf_counter(), usage_scope, tracker)
             if lm is not None:
                 self.costs[name].model = getattr(lm, "model", str(lm))
+                self.costs[name].models[self.costs[name].model] += 1
 
     def on_module_end(self, call_id, outputs, exception=None):
         with self._lock:
@@ -151,7 +162,7 @@ class DemoReport:
         return [
             {
                 "module": name,
-                "model": c.model,
+                "model": c.model_label,
                 "score": round(100 * self.module_scores.get(name, 0.0), 1),
                 "calls": c.calls,
                 "errors": c.errors,
