@@ -1,0 +1,28 @@
+"""pytest set-up for the whole repository: `tests/` and the `>>>` examples of every module under `compound/`."""
+
+import os
+
+import pytest
+
+# Tests and doctests never reach a model hub: everything they load is built here or shipped in a package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _doctests_leave_dspy_settings_as_they_found_them(request):
+    """A docstring example may `dspy.configure(...)` as a user would; the next example must not inherit it."""
+    if not isinstance(request.node, pytest.DoctestItem):
+        yield
+        return
+    import importlib
+
+    dspy_settings = importlib.import_module("dspy.dsp.utils.settings")  # the module, not its `settings` object
+    before = dict(dspy_settings.main_thread_config)
+    yield
+    after = dspy_settings.main_thread_config
+    if dict(after) != before:
+        import dspy
+
+        dspy.configure(**{key: before.get(key) for key in {*before, *after}})
