@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import dspy
 import pytest
 
 import compound as cp
@@ -42,9 +43,21 @@ def test_each_model_is_far_from_perfect_somewhere(scores):
         assert min(scores[model].values()) <= 0.6, (model, scores[model])
 
 
-def test_zoo_lm_is_a_dspy_lm_served_by_the_engine():
-    import dspy
+@pytest.mark.parametrize("model", ["tiny", "small"])
+def test_sixteen_demos_fit_the_context_and_do_not_derail_the_models(model):
+    """BootstrapFewShot's default adds up to 16 demos: the longest task's prompt fits, and triage stays right."""
+    for name, floor in (("triage", 90.0), ("extract", None)):
+        task = cp.zoo.tasks[name]
+        program = dspy.Predict(task.signature)
+        program.lm, program.demos = cp.zoo.lm(model), task.train[:16]
+        with dspy.context(adapter=cp.CompactAdapter()):
+            spent = cp.costs(program, task.dev[:40], metric=task.metric)
+        assert spent["self"].errors == 0, (name, model)  # no context overflow, no empty or unreadable answer
+        if floor is not None:
+            assert spent.score >= floor, (name, model, spent.score)
 
+
+def test_zoo_lm_is_a_dspy_lm_served_by_the_engine():
     lm = cp.zoo.lm("tiny")
     assert isinstance(lm, dspy.LM) and lm.model == "local/zoo-tiny"
     program = dspy.Predict(cp.zoo.tasks["triage"].signature)
