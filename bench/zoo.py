@@ -25,8 +25,8 @@ _RUN = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import dspy, torch, transformers
-import compound as cp, compound.lm
-from transformers import AutoModelForCausalLM, AutoTokenizer
+import compound as cp, compound.lm, compound.zoo.adapter
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast  # lazy modules
 from compound.quiet import quiet_transformers
 imports = time.perf_counter() - t0
 folders = {name: cp.zoo.path(name, progress=False) for name in cp.zoo.MODELS}

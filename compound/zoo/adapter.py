@@ -162,7 +162,7 @@ class CompactParseError(AdapterParseError):
         >>> cp.CompactAdapter().parse(dspy.Signature("ticket -> category, order_id"), "category: billing")
         Traceback (most recent call last):
         ...
-        compound.zoo.adapter.CompactParseError: CompactAdapter: no order_id in answer 'category: billing' (expected `category: ...` and `order_id: ...` lines)
+        compound.zoo.adapter.CompactParseError: CompactAdapter: no order_id in answer 'category: billing' (expected...
     """
 
     def __init__(self, signature: type[Signature], lm_response: str, reason: str, parsed_result=None):
@@ -209,8 +209,11 @@ class CompactStreamListener(StreamListener):
             self.adapter_identifiers.setdefault(type(settings.adapter).__name__, self._compact_identifiers())
         return super().receive(chunk)
 
+    def _other_outputs(self) -> list[str]:
+        return [name for name in self.predict.signature.output_fields if name != self.signature_field_name]
+
     def _compact_identifiers(self) -> dict[str, Any]:
-        others = [n for n in self.predict.signature.output_fields if n != self.signature_field_name]
+        others = self._other_outputs()
         # The next field's header starts a line; DSPy strips the buffer it searches, so its start counts as one.
         next_field = rf"(?:^|\n)\s*(?:{'|'.join(map(re.escape, others))})\s*:" if others else r"(?!)"  # never matches
         return {
@@ -231,8 +234,7 @@ class CompactStreamListener(StreamListener):
         if self.adapter_identifiers[adapter_name]["end_identifier"].search(raw):
             return True
         tail = raw.rsplit("\n", 1)[1].replace(" ", "")
-        others = [n for n in self.predict.signature.output_fields if n != self.signature_field_name]
-        return any(f"{name}:".startswith(tail) for name in others)
+        return any(f"{name}:".startswith(tail) for name in self._other_outputs())
 
     def flush(self) -> str:
         if not isinstance(settings.adapter, CompactAdapter):
