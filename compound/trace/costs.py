@@ -22,6 +22,7 @@ import html
 import statistics
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,15 @@ class ModuleCost:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latencies: list[float] = field(default_factory=list, repr=False)
+    models: Counter = field(default_factory=Counter, repr=False)  # calls per model: a routed predictor uses several
+
+    @property
+    def model_label(self) -> str:
+        """The model, or each model's share of the calls when they went to several ("zoo-tiny 61% | zoo-small 39%")."""
+        if len(self.models) <= 1:
+            return self.model
+        total = sum(self.models.values())
+        return " | ".join(f"{m.removeprefix('local/')} {100 * n / total:.0f}%" for m, n in self.models.most_common())
 
     @property
     def latency_p50(self) -> float:
@@ -86,6 +96,7 @@ class ModuleCosts(BaseCallback):
             self._open[call_id] = (name, time.perf_counter(), usage_scope, tracker)
             if lm is not None:
                 self.costs[name].model = getattr(lm, "model", str(lm))
+                self.costs[name].models[self.costs[name].model] += 1
 
     def on_module_end(self, call_id, outputs, exception=None):
         with self._lock:
@@ -129,7 +140,7 @@ class ProgramCosts:
     def rows(self) -> list[dict[str, Any]]:
         """One dict per predictor: module, model, calls, errors, tokens and median latency."""
         return [
-            {"module": name, "model": c.model, "calls": c.calls, "errors": c.errors, "prompt_tokens": c.prompt_tokens,
+            {"module": name, "model": c.model_label, "calls": c.calls, "errors": c.errors, "prompt_tokens": c.prompt_tokens,
              "output_tokens": c.completion_tokens, "latency_p50_ms": round(1000 * c.latency_p50, 1)}
             for name, c in self.modules.items()
         ]

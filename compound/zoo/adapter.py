@@ -170,9 +170,9 @@ class CompactParseError(AdapterParseError):
         self.adapter_name, self.signature, self.lm_response = "CompactAdapter", signature, lm_response
         self.parsed_result = parsed_result
         shown = lm_response if len(lm_response) <= 80 else lm_response[:77] + "..."
-        answer = f"answer {shown!r}" if lm_response.strip() else "an empty answer"
+        problem = f"{reason} in answer {shown!r}" if lm_response.strip() else "the model's answer was empty"
         expected = " and ".join(f"`{name}: ...`" for name in signature.output_fields)
-        DSPyError.__init__(self, f"CompactAdapter: {reason} in {answer} (expected {expected} lines)")
+        DSPyError.__init__(self, f"CompactAdapter: {problem} (expected {expected} lines)")
 
     @classmethod
     def from_dspy(cls, exc: AdapterParseError) -> CompactParseError:

@@ -21,7 +21,7 @@ from typing import Any
 
 import dspy
 
-from compound.trace.costs import ProgramCosts
+from compound.trace.costs import ModuleCosts, ProgramCosts  # noqa: F401 (ModuleCosts lived here before cp.costs)
 from compound.zoo.suite import TASKS
 
 
