@@ -26,3 +26,8 @@ def _doctests_leave_dspy_settings_as_they_found_them(request):
         import dspy
 
         dspy.configure(**{key: before.get(key) for key in {*before, *after}})
+
+
+# conftest.py files are plugins, not modules with examples: collected as doctest modules too, the ones of two test
+# folders (both imported as `conftest`) collide when a run names both folders (`pytest tests/lm tests/optimize`).
+collect_ignore_glob = ["tests/*/conftest.py", "tests/conftest.py"]

@@ -10,6 +10,7 @@ import pkgutil
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import compound
 
@@ -105,3 +106,11 @@ def test_collecting_every_module_has_no_side_effects(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     assert not (tmp_path / "zoo").exists()  # no zoo build started
+
+
+def test_two_test_folders_can_be_run_together():
+    """--doctest-modules must not import two folders' conftest.py as one `conftest` module (an error before)."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "tests/lm", "tests/optimize"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:]
