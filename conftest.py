@@ -16,16 +16,10 @@ def _doctests_leave_dspy_settings_as_they_found_them(request):
     if not isinstance(request.node, pytest.DoctestItem):
         yield
         return
-    import importlib
+    from compound.testing import dspy_settings_restored
 
-    dspy_settings = importlib.import_module("dspy.dsp.utils.settings")  # the module, not its `settings` object
-    before = dict(dspy_settings.main_thread_config)
-    yield
-    after = dspy_settings.main_thread_config
-    if dict(after) != before:
-        import dspy
-
-        dspy.configure(**{key: before.get(key) for key in {*before, *after}})
+    with dspy_settings_restored():
+        yield
 
 
 # conftest.py files are plugins, not modules with examples: collected as doctest modules too, the ones of two test

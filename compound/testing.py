@@ -11,7 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 
 import torch
 
@@ -226,3 +228,28 @@ def scripted_lm(replies: list[str], chunk: int = 3, **lm_kwargs):
 
     lm_kwargs.setdefault("cache", False)
     return dspy.LM("local/scripted", engine=ScriptedEngine(replies, chunk), **lm_kwargs)
+
+
+@contextlib.contextmanager
+def dspy_settings_restored() -> Iterator[None]:
+    """Run a block that may `dspy.configure(...)` as a user would, then put DSPy's global settings back as they were.
+
+    Example:
+        >>> import dspy
+        >>> before = dspy.settings.adapter
+        >>> with dspy_settings_restored():
+        ...     dspy.configure(adapter=dspy.JSONAdapter())
+        >>> dspy.settings.adapter is before
+        True
+    """
+    import importlib
+
+    import dspy
+
+    config = importlib.import_module("dspy.dsp.utils.settings").main_thread_config  # the module, not `settings`
+    before = dict(config)
+    try:
+        yield
+    finally:
+        if dict(config) != before:
+            dspy.configure(**{key: before.get(key) for key in {*before, *config}})

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from compound.testing import dspy_settings_restored
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 # Sections whose snippets use only the zoo (the others load hub models, which tests cannot reach).
 SECTIONS = ("The offline zoo", "What a pipeline is made of", "Streaming, async and quiet output")
@@ -30,7 +32,7 @@ def test_every_section_has_snippets():
 def test_the_snippets_run_as_printed_and_print_what_the_readme_shows():
     namespace: dict = {}
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
+    with contextlib.redirect_stdout(printed), dspy_settings_restored():  # the snippets dspy.configure(...)
         for section in SECTIONS:
             for code in snippets(section):
                 exec(compile(code, f"README.md: {section}", "exec"), namespace)
