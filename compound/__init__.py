@@ -23,6 +23,7 @@ _LAZY: dict[str, str] = {
     "SamplingParams": "compound.lm",
     "loaded_models": "compound.lm",
     "show": "compound.trace",
+    "costs": "compound.trace",
     "zoo": "compound.zoo",  # a subpackage: `cp.zoo` is the module itself
     "CompactAdapter": "compound.zoo.adapter",
     "optimize": "compound.optimize.run",
@@ -41,7 +42,7 @@ __all__ = sorted([*_LAZY, "__version__"])
 if TYPE_CHECKING:  # pragma: no cover
     from compound.lm import LM, Engine, EngineConfig, SamplingParams, loaded_models
     from compound import zoo
-    from compound.trace import show
+    from compound.trace import costs, show
     from compound.zoo.adapter import CompactAdapter
     from compound import jobs, widgets
     from compound.optimize.job import OptimizationJob

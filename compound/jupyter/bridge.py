@@ -55,14 +55,14 @@ class KernelBridge:
         self._warned = False
 
     # -- comms ---------------------------------------------------------------------------------------------
-    def register(self, comm_manager: Any = None, create_comm: Any = None) -> None:
-        """Register the comm target and announce this kernel to frontends (idempotent per manager)."""
+    def register(self, comm_manager: Any = None, create_comm: Any = None, *, announce: bool = True) -> None:
+        """Register the comm target and, with `announce`, tell frontends this kernel has compound (idempotent)."""
         import comm as comm_package
 
         manager = comm_manager or comm_package.get_comm_manager()
         manager.register_target(COMM_TARGET, self._on_frontend_open)
-        announce = (create_comm or comm_package.create_comm)(target_name=COMM_TARGET, data=kernel_snapshot())
-        self.attach(announce)
+        if announce:
+            self.attach((create_comm or comm_package.create_comm)(target_name=COMM_TARGET, data=kernel_snapshot()))
 
     def attach(self, comm: Any, *, lease_s: float | None = None) -> None:
         """Feed `comm` snapshots; with `lease_s`, drop it unless the frontend speaks again within that time."""

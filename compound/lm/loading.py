@@ -170,12 +170,15 @@ def load(
 def _load_from_hub_or_folder(model_id, revision, device, dtype, name, engine_config) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from compound.quiet import quiet_transformers
+
     is_dir = os.path.isdir(model_id)
     if not is_dir and (model_id.startswith((".", "/", "~")) or model_id.count("/") > 1):  # a path, not "org/name"
         raise FileNotFoundError(f"no model folder at {model_id!r}; give an existing folder or a hub id like 'org/name'")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
-        model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype, use_safetensors=True)
+        with quiet_transformers():  # no "Loading weights" bar: loading from disk is quick, and a saved notebook keeps it
+            tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
+            model = AutoModelForCausalLM.from_pretrained(model_id, revision=revision, dtype=dtype, use_safetensors=True)
     except OSError as exc:
         hint = "" if is_dir else (
             f" If there is no network: download it on a connected machine (`hf download {model_id}`) and copy the"

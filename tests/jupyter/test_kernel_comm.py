@@ -9,6 +9,7 @@ test_kernel_wait.py.
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 
@@ -32,7 +33,7 @@ job.id
 @pytest.fixture
 def kernel():
     km = jupyter_client.KernelManager(kernel_name="python3")
-    km.start_kernel()
+    km.start_kernel(env={**os.environ, "JPY_SESSION_NAME": "sidebar.ipynb"})  # as a Jupyter server session starts it
     kc = km.blocking_client()
     kc.start_channels()
     kc.wait_for_ready(timeout=60)

@@ -175,7 +175,7 @@ def test_wrong_arguments_are_refused_clearly(kind_router, tiny, small):
 
 
 def test_the_demo_cost_table_shows_each_models_share_of_a_routed_module(kind_router, tiny, small):
-    from compound.zoo.demo import ModuleCosts
+    from compound.trace import ModuleCosts
 
     program = Desk(kind_router, [tiny, small])
     costs = ModuleCosts(program)
