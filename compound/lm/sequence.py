@@ -37,6 +37,7 @@ class Result:
     device_s: float
     prefix_hit_tokens: int
     request_id: int = -1
+    output_ids: list[int] = field(default_factory=list)  # the generated token ids (EOS not included)
     logprobs: list[TokenChoice] | None = None  # one per output token whose text is in `text`, when asked
 
 
@@ -187,5 +188,6 @@ class Sequence:
             device_s=self.device_s,
             prefix_hit_tokens=self.prefix_hit_tokens,
             request_id=self.id,
+            output_ids=list(self.output_ids),
             logprobs=logprobs,
         )
