@@ -11,7 +11,7 @@ from compound.lm.kv import PrefixCache, SlotKVCache
 from compound.lm.sequence import Sequence, Status
 
 GROW_AFTER_STEPS = 16  # calm steps before the slot cap or the prefill budget grows back one notch
-MAX_GROW_AFTER_STEPS = 1024
+MAX_GROW_AFTER_STEPS = 256
 
 
 class Scheduler:
@@ -23,8 +23,10 @@ class Scheduler:
 
     Out of memory, the scheduler shrinks: the prefill budget halves, or the newest sequence is preempted and the slot
     cap drops to what still ran, so the preempted sequence is not re-admitted into the same failure next step. After
-    `grow_after` calm steps the cap and the budget grow back one notch; each new OOM doubles `grow_after`, so under
-    persistent pressure the engine settles at what fits (one sequence at a time if it must) instead of livelocking.
+    `grow_after` calm steps the cap and the budget grow back one notch; each new OOM doubles `grow_after` and each
+    notch that holds halves it again, so under persistent pressure the engine settles at what fits (one sequence at a
+    time if it must) instead of livelocking, and once the pressure is gone it is back to full size within a few
+    hundred steps.
     """
 
     def __init__(self, kv: SlotKVCache, prefix: PrefixCache, max_prefill_tokens: int, min_prefill_tokens: int = 16):
@@ -143,8 +145,9 @@ class Scheduler:
             self.grow_after, self._calm_steps = GROW_AFTER_STEPS, 0
             return
         self._calm_steps += 1
-        if self._calm_steps >= self.grow_after:
+        if self._calm_steps >= self.grow_after:  # the last notch held: take the next one, and sooner
             self._calm_steps = 0
+            self.grow_after = max(GROW_AFTER_STEPS, self.grow_after // 2)
             self.slot_cap = min(self.kv.num_slots, self.slot_cap + 1)
             self.max_prefill_tokens = min(self.prefill_limit, self.max_prefill_tokens * 2)
 
