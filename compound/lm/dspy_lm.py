@@ -277,18 +277,16 @@ def context_length_message(exc: ContextLengthError, request: Request, loaded: Lo
             f"{loaded.name!r} reads {wanted.__name__} prompts, but {adapter_name} formatted this one (its prompts are "
             f"longer): dspy.configure(adapter={wanted.__name__}())"
         )
-    if demos and demo_tokens > 0.4 * total:
-        causes.append(
-            f"{demos} demos take {demo_tokens} tokens ({100 * demo_tokens // total}%): use fewer "
-            "(e.g. max_bootstrapped_demos=1, max_labeled_demos=1 for BootstrapFewShot or MIPROv2)"
-        )
-    if system_tokens > 0.5 * total:
-        causes.append(
-            f"the system prompt (instructions and field descriptions) takes {system_tokens} tokens "
-            f"({100 * system_tokens // total}%): shorten the instructions"
-        )
-    if not causes:
-        causes.append("the input itself is long: shorten it")
+    parts = [  # each part's share of the prompt, with what shrinks it; the big ones are the likely cause
+        (demo_tokens, f"{demos} demos take {demo_tokens} tokens ({100 * demo_tokens // total}%): use fewer "
+                      "(e.g. max_bootstrapped_demos=1, max_labeled_demos=1 for BootstrapFewShot or MIPROv2)"),
+        (system_tokens, f"the system prompt (instructions and field descriptions) takes {system_tokens} tokens "
+                        f"({100 * system_tokens // total}%): shorten the instructions, or use a terser adapter"),
+        (total - system_tokens - demo_tokens, "the input itself is long: shorten it"),
+    ]
+    demos_decide = demos and exc.prompt_tokens - demo_tokens < exc.max_seq_len  # without them it would fit
+    causes += [advice for tokens, advice in sorted(parts, key=lambda p: -p[0])
+               if tokens >= 0.25 * total or (demos_decide and tokens == demo_tokens)]
     limit = getattr(loaded.model.config, "max_position_embeddings", None)
     return (
         f"{request.model}: the prompt of {exc.prompt_tokens} tokens does not fit the context of {exc.max_seq_len} "
