@@ -240,6 +240,8 @@ class Engine:
                 self.scheduler.remove(seq)
                 self._stats.update(requests_aborted=1)
                 self._settle(seq, error=RequestAbortedError(f"request {request_id} was aborted"))
+        if aborts:
+            self._publish_state()
 
     def step(self) -> None:
         """One iteration: admit newcomers, prefill one chunk budget, decode every running sequence once."""
@@ -258,6 +260,10 @@ class Engine:
             self._settle(seq)
         if not self._oom:
             sched.step_succeeded()
+        self._publish_state()
+
+    def _publish_state(self) -> None:
+        sched = self.scheduler
         self._stats.set(requests_running=len(sched.running), queue_depth=len(sched.waiting),
                         slot_cap=sched.slot_cap, prefill_budget=sched.max_prefill_tokens)
 

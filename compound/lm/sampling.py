@@ -19,6 +19,7 @@ import torch
 from compound.lm.errors import InvalidRequestError
 
 MAX_TOP_LOGPROBS = 20
+GREEDY_BELOW = 1e-5  # a temperature this close to 0 is greedy (as in vLLM): dividing by it would overflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,7 @@ class SamplingParams:
     """
 
     max_tokens: int = 256
-    temperature: float = 0.0  # 0 means greedy
+    temperature: float = 0.0  # 0 (or below 1e-5) means greedy
     top_p: float = 1.0
     top_k: int = 0  # 0 means no top-k cut
     seed: int | None = None
@@ -61,7 +62,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0 or self.top_k == 1
+        return self.temperature < GREEDY_BELOW or self.top_k == 1
 
 
 def _is_int(x) -> bool:

@@ -75,20 +75,27 @@ class TextTracker:
         search_from = max(0, len(self.text) - self.max_stop + 1)
         self.text += new
         self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
-        for s in self.stop:
-            at = self.text.find(s, search_from)
-            if at != -1:
-                self.text = self.text[:at]
-                self.stopped_at_token = bisect.bisect_left(self._starts, at)
-                return s
-        return None
+        return self._cut_at_stop(search_from)
 
-    def flush(self) -> None:
-        """At the end, keep what was held back (an incomplete UTF-8 sequence decodes to U+FFFD, as in HF)."""
+    def flush(self) -> str | None:
+        """At the end, keep what was held back (an incomplete UTF-8 sequence decodes to U+FFFD, as in HF); returns
+        the stop string if the held-back text completes one."""
         full = self.tokenizer.decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
         prefix = self.tokenizer.decode(self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True)
+        search_from = max(0, len(self.text) - self.max_stop + 1)
         self.text += full[len(prefix) :]
         self._prefix_offset = self._read_offset = len(self._ids)
+        return self._cut_at_stop(search_from) if self.stop else None
+
+    def _cut_at_stop(self, search_from: int) -> str | None:
+        """Cut the text at the earliest stop string that starts at or after `search_from`."""
+        hits = [(at, s) for s in self.stop if (at := self.text.find(s, search_from)) != -1]
+        if not hits:
+            return None
+        at, stop = min(hits)
+        self.text = self.text[:at]
+        self.stopped_at_token = bisect.bisect_left(self._starts, at)
+        return stop
 
     def safe_text_len(self) -> int:
         """How much of the text can be streamed now without showing the start of a stop string."""
@@ -162,8 +169,7 @@ class Sequence:
             if self.tracker.add(token_id) is not None:
                 self.finish_reason = "stop"
             elif len(self.output_ids) >= self.params.max_tokens:
-                self.finish_reason = "length"
-                self.tracker.flush()
+                self.finish_reason = "stop" if self.tracker.flush() is not None else "length"
         if self.stream is not None:
             upto = len(self.tracker.text) if self.finish_reason else self.tracker.safe_text_len()
             if upto > self._streamed:
