@@ -59,7 +59,8 @@ def test_soak(figures):
     examples = [dspy.Example(ticket=pool[i % len(pool)].ticket, category=pool[i % len(pool)].category, nth=i)
                 .with_inputs("ticket", "nth") for i in range(REQUESTS)]
     threads_before = threading.active_count()
-    with dspy.context(adapter=cp.CompactAdapter(), disable_history=True):
+    # DSPy's own history and trace grow by design (up to 10,000 entries each); off, so RSS shows compound's memory
+    with dspy.context(adapter=cp.CompactAdapter(), disable_history=True, max_trace_size=0):
         quarter = REQUESTS // 4
         evaluate = dspy.Evaluate(devset=examples[:quarter], metric=task.metric, num_threads=THREADS,
                                  display_progress=False, max_errors=REQUESTS)
@@ -84,7 +85,7 @@ def test_soak(figures):
     assert len(lat) + program.timeouts >= REQUESTS - 200 and program.timeouts >= (REQUESTS - 200) // 25
     assert cancelled >= 10
     assert sum(leaks.values()) == 0 and engine.alive
-    assert rss_end - rss_warm < 64, "memory grew under steady load"
+    assert rss_end - rss_warm < 16, "memory grew under steady load"
     assert threading.active_count() <= threads_before + 1  # no thread left behind (an executor may linger one)
 
 
