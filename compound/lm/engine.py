@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import operator
 import queue
 import threading
 from concurrent.futures import Future, InvalidStateError
@@ -131,10 +132,14 @@ class Engine:
         """Check a request against this engine's limits and make its `Sequence` (not queued yet)."""
         if not isinstance(params, SamplingParams):
             raise InvalidRequestError(f"params must be a SamplingParams, got {type(params).__name__}")
-        if not prompt_ids:
+        if len(prompt_ids) == 0:
             raise InvalidRequestError("empty prompt: give the model at least one token")
-        bad = [t for t in prompt_ids if not isinstance(t, int) or isinstance(t, bool) or not 0 <= t < self.vocab_size]
-        if bad:
+        try:
+            prompt_ids = list(map(operator.index, prompt_ids))  # ints (numpy ones too), never floats
+        except TypeError:
+            raise InvalidRequestError(f"token ids must be integers, got {list(prompt_ids)[:5]}...") from None
+        if min(prompt_ids) < 0 or max(prompt_ids) >= self.vocab_size:
+            bad = [t for t in prompt_ids if not 0 <= t < self.vocab_size]
             raise InvalidRequestError(
                 f"token ids outside the vocabulary [0, {self.vocab_size}): {bad[:5]}; tokenize with this model's tokenizer"
             )
@@ -148,7 +153,7 @@ class Engine:
         if params.max_tokens > room:
             params = dataclasses.replace(params, max_tokens=room)
         return Sequence(
-            prompt_ids=list(prompt_ids),
+            prompt_ids=prompt_ids,
             params=params,
             adapter=adapter,
             tracker=TextTracker(self.tokenizer, prompt_ids, params.stop, incremental=stream),
