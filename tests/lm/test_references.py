@@ -91,6 +91,21 @@ def test_a_timed_out_call_raises_lm_timeout_and_is_aborted(capitals):
         assert dspy.Predict("question -> answer")(question=ask("Peru")).answer == "Lima"
 
 
+def test_a_stream_the_caller_stops_reading_is_aborted(lm):
+    from dspy.lm15 import Message, Request
+
+    engine = engine_of(lm)
+    gate = threading.Event()  # hold the engine before the prefill: the request is surely unfinished when dropped
+    engine.faults.inject("prefill", match=lambda seq: not gate.wait(60))
+    before = engine.stats().requests_aborted
+    events = lm._engine_spec.stream(Request(model=lm.model, messages=(Message.user(ask("Peru")),)))
+    assert next(events).type == "start"
+    events.close()  # the consumer walks away
+    gate.set()
+    assert wait_for(lambda: engine.stats().requests_aborted == before + 1 and not engine.scheduler.running)
+    engine.faults.clear()
+
+
 def wait_for(condition, timeout=30.0) -> bool:
     """Poll a condition of the engine's own bookkeeping until it holds (False after `timeout` seconds)."""
     tick = threading.Event()
