@@ -14,9 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import importlib
-import logging
-import warnings
 from collections.abc import AsyncIterator, Iterator
 
 import dspy
@@ -37,15 +34,15 @@ from dspy.lm15 import (
 
 from compound.lm.config import EngineConfig
 from compound.lm.engine import Engine
-from compound.lm.errors import ContextLengthError, InvalidRequestError, RequestAbortedError
+from compound.lm.errors import ContextLengthError, InvalidRequestError
 from compound.lm.loading import LoadedModel, find_loaded, load, loaded_models
 from compound.lm.prompt import prompt_ids, render_prompt
 from compound.lm.refs import resolve, scheme_of
+from compound.lm.saved import adapter_class, attach
 from compound.lm.sampling import SamplingParams
 from compound.lm.sequence import Result
 
 CHAT_ADAPTER_STOP = "[[ ## completed ## ]]"
-log = logging.getLogger("compound.lm")
 
 
 def _system_text(system) -> str | None:
@@ -271,7 +268,7 @@ def context_length_message(exc: ContextLengthError, request: Request, loaded: Lo
     adapter = dspy.settings.adapter
     adapter_name = type(adapter).__name__ if adapter is not None else "ChatAdapter (DSPy's default)"
     causes = []
-    wanted = _adapter_class(loaded.dspy_adapter)
+    wanted = adapter_class(loaded.dspy_adapter)
     if wanted is not None and not isinstance(adapter, wanted):
         causes.append(
             f"{loaded.name!r} reads {wanted.__name__} prompts, but {adapter_name} formatted this one (its prompts are "
@@ -297,79 +294,8 @@ def context_length_message(exc: ContextLengthError, request: Request, loaded: Lo
     )
 
 
-def _adapter_class(path: str | None):
-    """The DSPy adapter class a saved reference names; only compound's and DSPy's own adapters are imported."""
-    if not path:
-        return None
-    module, _, qualname = path.partition(":")
-    if not module.split(".")[0] in {"compound", "dspy"}:
-        raise ValueError(f"refusing to import adapter {path!r} from a saved program: only compound or dspy adapters")
-    cls = getattr(importlib.import_module(module), qualname)
-    if not (isinstance(cls, type) and issubclass(cls, dspy.Adapter)):
-        raise ValueError(f"{path!r} is not a dspy.Adapter")
-    return cls
-
-
-def _adopt_adapter(path: str | None) -> None:
-    """A saved program's model needs this DSPy adapter: make it DSPy's default when none is chosen, warn otherwise.
-
-    DSPy 3.4 picks the adapter from its settings only (`dspy.settings.adapter`, else ChatAdapter), never per LM or
-    per module, so this is the one place a loaded program can bring its prompt format along.
-    """
-    cls = _adapter_class(path)
-    if cls is None:
-        return
-    current = dspy.settings.adapter
-    if isinstance(current, cls):
-        return
-    if current is None:
-        try:
-            dspy.configure(adapter=cls())
-            log.info("compound: a loaded model needs %s prompts; set it as DSPy's adapter", cls.__name__)
-            return
-        except RuntimeError:  # configured from another thread or task first
-            pass
-    warnings.warn(
-        f"a loaded model reads {cls.__name__} prompts but DSPy's adapter is {type(current).__name__ if current else 'unset here'}; "
-        f"use dspy.configure(adapter={cls.__name__}()) (or dspy.context) where you call it",
-        stacklevel=3,
-    )
-
-
-def _attach(reference: dict) -> LoadedModel:
-    """The model a reference names: the one already loaded in this process, else loaded now (once).
-
-    Weights whose fingerprint differs from the saved one are refused: a program never runs on other weights.
-    """
-    name, fingerprint = reference["name"], reference.get("fingerprint")
-    loaded = find_loaded(name, fingerprint)
-    if loaded is None:
-        source = reference.get("source") or reference["model_id"]  # "model_id": programs saved before 0.2
-        if source.startswith("memory:"):
-            raise ValueError(
-                f"model {name!r} was handed to compound as an object and is not loaded in this process; "
-                f"call compound.LM(model, tokenizer=..., name={name!r}) before loading the program"
-            )
-        device, path = reference.get("device", "auto"), source
-        if scheme_of(source):
-            resolved = resolve(source)
-            path, device = resolved.path, resolved.device or device
-        config = reference.get("engine_config")
-        loaded = load(path, name=name, revision=reference.get("revision"), device=device,
-                      dtype=reference.get("dtype", "auto"), engine_config=EngineConfig(**config) if config else None,
-                      source=source, dspy_adapter=reference.get("dspy_adapter"))
-        if fingerprint and loaded.fingerprint != fingerprint:
-            raise ValueError(
-                f"the weights at {source!r} are not the ones this program was saved with (fingerprint "
-                f"{loaded.fingerprint}, saved {fingerprint}): they were retrained or replaced. Load the original "
-                "weights, or rebuild the program's LMs with compound.LM(...) and re-run its optimizer."
-            )
-    _adopt_adapter(loaded.dspy_adapter)
-    return loaded
-
-
 def _attach_engine(reference: dict) -> HFEngine:
-    return HFEngine(_attach(reference), reference.get("device", "auto"), reference.get("dtype", "auto"),
+    return HFEngine(attach(reference), reference.get("device", "auto"), reference.get("dtype", "auto"),
                     reference.get("default_max_tokens", 512), reference.get("request_timeout"))
 
 
@@ -418,7 +344,7 @@ def LM(
         >>> lm = cp.LM("HuggingFaceTB/SmolLM2-135M-Instruct")       # doctest: +SKIP
         >>> dspy.configure(lm=lm)                                   # doctest: +SKIP
     """
-    adapter, defaults, source, dspy_adapter = "", {}, None, None
+    adapter, defaults, source, dspy_adapter = "", None, None, None
     if isinstance(model, str) and model.startswith("local/"):
         model, adapter = _from_model_string(model)
     if isinstance(model, LoadedModel):
@@ -430,14 +356,14 @@ def LM(
             model, name = resolved.path, name or resolved.name
             device = resolved.device if device == "auto" and resolved.device else device
         loaded = load(model, tokenizer=tokenizer, name=name, revision=revision, device=device, dtype=dtype,
-                      engine_config=config, source=source, dspy_adapter=dspy_adapter)
+                      engine_config=config, source=source, dspy_adapter=dspy_adapter, lm_defaults=defaults)
     if adapter and adapter not in loaded.adapters:
         raise ValueError(
             f"adapter {adapter!r} is not loaded on {loaded.name!r} (loaded adapters: {loaded.adapters or 'none'}); "
             f"fine-tune or load it first, or use 'local/{loaded.name}' for the base model"
         )
     engine = HFEngine(loaded, device=device, dtype=str(dtype).removeprefix("torch."), request_timeout=request_timeout)
-    lm_kwargs = {**defaults, **lm_kwargs}
+    lm_kwargs = {**loaded.lm_defaults, **lm_kwargs}
     lm_kwargs.setdefault("temperature", 0.0)
     lm_kwargs.setdefault("max_tokens", 512)
     lm_kwargs.setdefault("stop", [CHAT_ADAPTER_STOP])

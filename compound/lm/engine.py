@@ -290,7 +290,7 @@ class Engine:
     def _forward_isolating(self, seqs, chunks, stage) -> list[tuple]:
         """Run the batch; on an error retry it once (a transient fault costs nothing), then bisect it so only the
         requests that fail even alone fail. Raises when nothing could run twice in a row: the model itself is broken."""
-        for attempt in range(2):
+        for _ in range(2):
             try:
                 done = [self._forward(seqs, chunks, stage)]
                 self._fault_streak.clear()

@@ -64,6 +64,7 @@ class LoadedModel:
     fingerprint: str = ""
     source: str = ""  # portable reference (compound.lm.refs): "zoo:small", a hub id, "./folder", "memory:<name>"
     dspy_adapter: str | None = None  # "module:Class" of the DSPy adapter its prompts need, when not DSPy's default
+    lm_defaults: dict = field(default_factory=dict)  # `dspy.LM` keywords every compound LM of this model starts from
     _engine: Engine | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -207,6 +208,7 @@ def load(
     engine_config: EngineConfig | None = None,
     source: str | None = None,
     dspy_adapter: str | None = None,
+    lm_defaults: dict | None = None,
 ) -> LoadedModel:
     """Return the process-wide `LoadedModel` for this model, loading the weights only the first time."""
     dev = pick_device(device)
@@ -237,7 +239,7 @@ def load(
         weights, tok, fingerprint = _WEIGHTS[weights_key]
         loaded = LoadedModel(
             name or default_name(model_id), model_id, revision, weights, tok, engine_config,
-            fingerprint=fingerprint, source=source or "", dspy_adapter=dspy_adapter,
+            fingerprint=fingerprint, source=source or "", dspy_adapter=dspy_adapter, lm_defaults=dict(lm_defaults or {}),
         )
         if not source and os.path.isdir(model_id):
             from compound.lm.refs import portable_folder

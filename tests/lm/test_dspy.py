@@ -124,8 +124,6 @@ def test_a_broken_model_fails_one_request_then_stops_and_the_next_call_gets_a_fr
 
 def test_disk_cache_never_answers_from_other_weights(capitals, tmp_path):
     """Two different models under one name: DSPy's cache keys differ because the weights' fingerprint is in them."""
-    from compound.testing import tiny_llama
-
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
     try:
         _check_cache_keys(capitals)

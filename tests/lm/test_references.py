@@ -172,7 +172,9 @@ def test_a_saved_zoo_program_is_portable_and_runs_in_a_fresh_process(zoo_tiny, t
 # ---- model strings and lifecycle ------------------------------------------------------------------------------------
 def test_local_model_strings(lm, zoo_tiny):
     assert cp.LM("local/capitals")._engine_spec.loaded is lm._engine_spec.loaded
-    assert cp.LM("local/zoo-tiny")._engine_spec.loaded is zoo_tiny._engine_spec.loaded
+    again = cp.LM("local/zoo-tiny")
+    assert again._engine_spec.loaded is zoo_tiny._engine_spec.loaded
+    assert again.kwargs["max_tokens"] == zoo_tiny.kwargs["max_tokens"] == 24  # the zoo's defaults, either way
     with pytest.raises(ValueError, match="adapter 'nope' is not loaded on 'zoo-tiny' \\(loaded adapters: none\\)"):
         cp.LM("local/zoo-tiny@nope")
     with pytest.raises(ValueError, match="no model named 'never-loaded' is loaded.*capitals"):
