@@ -174,7 +174,12 @@ def close(model) -> None:
 
     Example:
         >>> import compound as cp
-        >>> cp.lm.close("zoo-small")      # doctest: +SKIP
+        >>> from compound.testing import tiny_llama
+        >>> model, tok = tiny_llama(0)
+        >>> lm = cp.LM(model, tokenizer=tok, name="doc-tiny")
+        >>> cp.lm.close(lm)
+        >>> cp.lm.engine_of(lm).alive     # the next use starts a fresh engine on the same weights
+        True
     """
     if isinstance(model, LoadedModel):
         loaded = model

@@ -32,6 +32,7 @@ def wait_idle(engine, timeout=30):
 def test_abort_by_id_frees_the_slot_and_spares_the_others(varied, make_engine):
     model, tok = varied
     engine = make_engine()
+    engine.eos_ids = frozenset()  # nothing ends early: the victim is surely unfinished when aborted
     victim = engine.submit(ids(tok, PROMPTS[0]), SamplingParams(max_tokens=200))
     others = [engine.submit(ids(tok, p), SamplingParams(max_tokens=12)) for p in PROMPTS[1:]]
     engine.abort(victim.id)
@@ -48,6 +49,7 @@ def test_abort_by_id_frees_the_slot_and_spares_the_others(varied, make_engine):
 def test_cancelled_future_aborts_and_resolving_it_is_a_no_op(varied, make_engine):
     model, tok = varied
     engine = make_engine(max_batch_size=2)
+    engine.eos_ids = frozenset()
     long = engine.submit(ids(tok, PROMPTS[2]), SamplingParams(max_tokens=200))
     while not long.output_ids:  # decoding has started
         threading.Event().wait(0.01)
@@ -62,6 +64,7 @@ def test_cancelled_future_aborts_and_resolving_it_is_a_no_op(varied, make_engine
 def test_asyncio_cancellation_aborts_the_request(varied, make_engine):
     model, tok = varied
     engine = make_engine()
+    engine.eos_ids = frozenset()
 
     async def main():
         seq = engine.submit(ids(tok, PROMPTS[0]), SamplingParams(max_tokens=200))
