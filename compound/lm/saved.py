@@ -21,7 +21,7 @@ def adapter_class(path: str | None):
     if not path:
         return None
     module, _, qualname = path.partition(":")
-    if not module.split(".")[0] in {"compound", "dspy"}:
+    if module.split(".")[0] not in {"compound", "dspy"}:
         raise ValueError(f"refusing to import adapter {path!r} from a saved program: only compound or dspy adapters")
     cls = getattr(importlib.import_module(module), qualname)
     if not (isinstance(cls, type) and issubclass(cls, dspy.Adapter)):
@@ -48,8 +48,9 @@ def adopt_adapter(path: str | None) -> None:
             return
         except RuntimeError:  # configured from another thread or task first
             pass
+    chosen = type(current).__name__ if current is not None else "set elsewhere"
     warnings.warn(
-        f"a loaded model reads {cls.__name__} prompts but DSPy's adapter is {type(current).__name__ if current else 'unset here'}; "
+        f"a loaded model reads {cls.__name__} prompts but DSPy's adapter is {chosen}; "
         f"use dspy.configure(adapter={cls.__name__}()) (or dspy.context) where you call it",
         stacklevel=3,
     )
@@ -63,7 +64,7 @@ def attach(reference: dict) -> LoadedModel:
     name, fingerprint = reference["name"], reference.get("fingerprint")
     loaded = find_loaded(name, fingerprint)
     if loaded is None:
-        source = reference.get("source") or reference["model_id"]  # "model_id": programs saved before 0.2
+        source = reference.get("source") or reference["model_id"]  # "model_id": saved by earlier versions
         if source.startswith("memory:"):
             raise ValueError(
                 f"model {name!r} was handed to compound as an object and is not loaded in this process; "
