@@ -14,8 +14,8 @@ from typing import Any
 
 def model_snapshots() -> list[dict[str, Any]]:
     """`LoadedModel.snapshot()` of every model compound loaded in this process ([] before any), with its context size."""
-    lm = _imported("compound.lm")
-    loaded_models = getattr(lm, "loaded_models", None)
+    loading = _imported("compound.lm.loading")  # compound.lm itself loads lazily: ask its registry module
+    loaded_models = getattr(loading, "loaded_models", None)
     if loaded_models is None:
         return []
     return [_jsonable({**m.snapshot(), "context_tokens": context_tokens(m)}) for m in loaded_models()]

@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compound.lm.refs import register_resolver
 from compound.zoo.cache import cache_root, ensure_built, read_manifest
 from compound.zoo.recipes import CONTEXT_LENGTH, RECIPES
 
@@ -112,12 +113,28 @@ def lm(name: str, cache_dir: str | os.PathLike | None = None, **lm_kwargs: Any):
     from compound.lm import LM
     from compound.zoo.cache import quiet_transformers
 
-    folder = path(name, cache_dir)
-    lm_kwargs.setdefault("max_tokens", 24)
-    lm_kwargs.setdefault("cache", False)
-    lm_kwargs.setdefault("stop", ["\n\n"])
+    device = lm_kwargs.pop("device", "cpu")
     with quiet_transformers():
-        return LM(str(folder), name=f"zoo-{name}", device=lm_kwargs.pop("device", "cpu"), **lm_kwargs)
+        if cache_dir is None:  # the portable reference `zoo:<name>`: saved programs find it in any cache
+            return LM(f"zoo:{name}", device=device, **lm_kwargs)
+        return LM(str(path(name, cache_dir)), name=f"zoo-{name}", device=device, **{**_LM_DEFAULTS, **lm_kwargs})
+
+
+# What `cp.zoo.lm`, `cp.LM("zoo:small")` and `cp.LM("local/zoo-small")` serve: compound.lm resolves `zoo:`
+# references through this (it imports compound.zoo on the first one, and never at module level).
+_LM_DEFAULTS = {"max_tokens": 24, "cache": False, "stop": ["\n\n"]}
+
+
+def _resolve(name: str):
+    from compound.lm.refs import Resolved
+
+    return Resolved(
+        path=str(path(name)), name=f"zoo-{name}", lm_defaults=dict(_LM_DEFAULTS), device="cpu",
+        dspy_adapter="compound.zoo.adapter:CompactAdapter",
+    )
+
+
+register_resolver("zoo", _resolve)
 
 
 def encoder(device: str | None = None):
