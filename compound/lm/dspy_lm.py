@@ -145,7 +145,9 @@ class HFEngine:
                 f"fine-tune or load it before calling {request.model!r}, or call 'local/{loaded.name}' for the base"
             )
         messages = [{"role": m.role, "content": m.text or ""} for m in request.messages]
-        text = render_prompt(loaded.tokenizer, _system_text(request.system), messages)
+        system = _system_text(request.system)
+        _check_prompt_format(loaded, request, system, messages)
+        text = render_prompt(loaded.tokenizer, system, messages)
         c = request.config
         engine = loaded.engine
         try:
@@ -253,6 +255,28 @@ class AsyncHFEngine:
     @classmethod
     def load_state(cls, state: dict) -> "AsyncHFEngine":
         return _attach_async_engine(state)
+
+
+# Field markers of DSPy's ChatAdapter and JSONAdapter prompts ("[[ ## ticket ## ]]"); CompactAdapter never writes them.
+_CHAT_FIELD_MARKER = "[[ ## "
+
+
+def _check_prompt_format(loaded: LoadedModel, request: Request, system: str | None, messages: list[dict]) -> None:
+    """Refuse, with the fix, a prompt formatted by another DSPy adapter than the one the model was trained to read.
+
+    A zoo model reads only `CompactAdapter` prompts; a ChatAdapter prompt gives it nothing it can answer, and DSPy
+    would report a parse error about the model's output instead of the missing `dspy.configure(adapter=...)`.
+    """
+    wanted = adapter_class(loaded.dspy_adapter)
+    if wanted is None or isinstance(dspy.settings.adapter, wanted):
+        return
+    if any(_CHAT_FIELD_MARKER in (text or "") for text in [system, *(m["content"] for m in messages)]):
+        current = dspy.settings.adapter
+        used = type(current).__name__ if current is not None else "ChatAdapter (DSPy's default)"
+        raise lm15.InvalidRequestError(
+            f"{request.model}: {loaded.name!r} reads {wanted.__name__} prompts, but {used} formatted this one; "
+            f"call dspy.configure(adapter={wanted.__name__}()) (or use dspy.context(adapter=...) around the call)"
+        )
 
 
 def context_length_message(exc: ContextLengthError, request: Request, loaded: LoadedModel) -> str:

@@ -62,7 +62,10 @@ def run(kc, code, timeout=60):
 
 
 def evaluate(kc, expr):
-    reply = kc.execute_interactive("", user_expressions={"x": expr}, timeout=30, output_hook=lambda m: None)
+    # After a cell fails (e.g. an interrupt), ipykernel aborts requests that were queued behind it; ask again then.
+    while (reply := kc.execute_interactive("", user_expressions={"x": expr}, timeout=30,
+                                           output_hook=lambda m: None))["content"]["status"] == "aborted":
+        pass
     return reply["content"]["user_expressions"]["x"]["data"]["text/plain"]
 
 

@@ -68,9 +68,12 @@ def test_an_overflowing_prompt_raises_context_window_exceeded_naming_the_cause(c
 
 def test_a_zoo_model_formatted_by_the_wrong_adapter_says_so(zoo_tiny):
     signature = dspy.Signature("ticket -> category", "Classify the support ticket. " * 12)
-    with dspy.context(lm=zoo_tiny.copy(num_retries=0)), pytest.raises(dspy.ContextWindowExceededError,
+    # refused before the model runs (DSPy would otherwise report a parse error about the model's answer)
+    with dspy.context(lm=zoo_tiny.copy(num_retries=0)), pytest.raises(dspy.LMInvalidRequestError,
                                                                        match="reads CompactAdapter prompts"):
-        dspy.Predict(signature)(ticket="The app crashes whenever I open the settings page. " * 3)
+        dspy.Predict(signature)(ticket="The app crashes whenever I open the settings page.")
+    with dspy.context(lm=zoo_tiny, adapter=cp.CompactAdapter()):  # control: the adapter it reads
+        assert dspy.Predict(signature)(ticket="The app crashes whenever I open the settings page.").category
 
 
 def test_a_timed_out_call_raises_lm_timeout_and_is_aborted(capitals):
