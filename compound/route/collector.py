@@ -38,7 +38,7 @@ import pandas as pd
 from compound.route.confidence import PAID, answer_lm, measure, run_once, spent
 from compound.route.data import RoutingData, state_dict, write_json
 
-CACHE_VERSION = 2  # 2: confidence costs per kind, a verifier's own LM calls included
+CACHE_VERSION = 3  # 3: confidence costs per kind (a verifier's own LM calls included); logprob over the values
 
 
 def candidate_names(candidates) -> tuple[list[str], list[Any]]:

@@ -1,8 +1,8 @@
 """Running a module once on one model, and the confidences a cascade defers on, measured the same way when collecting
 routing data (`cp.route.collect`) and when routing a live call (`cp.Routed`), synchronously or under asyncio.
 
-    "logprob"    exp(mean token log-probability of the answer): read from the answer's own call, asked with DSPy's
-                 standard `logprobs=True`; it costs nothing beyond that one call
+    "logprob"    exp(mean log-probability of the tokens that spell the answer's values): read from the answer's own
+                 call, asked with DSPy's standard `logprobs=True`; it costs nothing beyond that one call
     "agreement"  the share of `samples` extra answers (at `temperature`) equal to the answer: `samples` more calls
     "verifier"   the score a verifier (a DSPy module or any callable) gives the answer: whatever LM calls it makes
 
@@ -97,18 +97,52 @@ def sample_lm(lm: Any, s: int, temperature: float) -> Any:
 
 
 # ---- reading confidences ------------------------------------------------------------------------------------
-def mean_logprob(entries: list[dict]) -> float:
+def mean_logprob(entries: list[dict], values: dict[str, Any] | None = None) -> float:
     """Mean token log-probability of the last answer in these history entries (NaN when the LM reported none).
 
-    The entries' outputs carry DSPy's standard `logprobs` (OpenAI format: `{"content": [{"token", "logprob"}]}`).
+    The entries' outputs carry DSPy's standard `logprobs` (OpenAI format: `{"content": [{"token", "logprob"}]}`),
+    which cover the whole completion, the adapter's format included (`order_id: `, `[[ ## answer ## ]]`): tokens the
+    model is always sure of, which would pull every answer toward confidence 1, the more the shorter the answer.
+    With `values` (the prediction's output fields) only the tokens that spell those values count.
+
+    Example:
+        >>> content = [{"token": t, "logprob": lp} for t, lp in [("total", 0.0), (":", 0.0), (" ", 0.0),
+        ...                                                      ("4", -1.0), ("2", -2.0)]]
+        >>> entries = [{"outputs": [{"text": "total: 42", "logprobs": {"content": content}}]}]
+        >>> mean_logprob(entries), mean_logprob(entries, {"total": "42"})
+        (-0.6, -1.5)
     """
     for entry in reversed(entries):
         for output in entry.get("outputs") or []:
             content = ((output.get("logprobs") or {}).get("content") if isinstance(output, dict) else None) or []
-            values = [t["logprob"] for t in content if t.get("logprob") is not None]
-            if values:
-                return float(sum(values) / len(values))
+            tokens = [t for t in content if t.get("logprob") is not None]
+            if tokens:
+                chosen = _value_tokens(tokens, values) if values else tokens
+                return float(sum(t["logprob"] for t in chosen) / len(chosen))
     return math.nan
+
+
+def _value_tokens(tokens: list[dict], values: dict[str, Any]) -> list[dict]:
+    """The tokens whose text overlaps one of the field values (searched after the field's name when it appears);
+    all tokens when no value is found in the text."""
+    starts, text = [], ""
+    for t in tokens:
+        starts.append(len(text))
+        text += str(t.get("token", ""))
+    spans = []
+    for name, value in values.items():
+        value = str(value).strip()
+        if not value:
+            continue
+        label = text.find(str(name))
+        at = text.find(value, label + len(str(name)) if label >= 0 else 0)
+        if at < 0:
+            at = text.find(value)
+        if at >= 0:
+            spans.append((at, at + len(value)))
+    chosen = [t for t, start in zip(tokens, starts)
+              if any(start < end and start + len(str(t.get("token", ""))) > begin for begin, end in spans)]
+    return chosen or tokens
 
 
 def answer_key(prediction: Any, outputs: Sequence[str]) -> tuple[str, ...]:
@@ -157,7 +191,7 @@ def measure(kind: str, program, lm, inputs: dict[str, Any], prediction, entries:
             samples: int = 5, temperature: float = 0.7) -> Measured:
     """The `kind` confidence of `prediction` (which `program` gave on `lm`; `entries` are that call's history)."""
     if kind == "logprob":
-        return Measured(math.exp(mean_logprob(entries)))
+        return Measured(math.exp(mean_logprob(entries, dict(prediction.items()))))
     if kind == "verifier":
         with recording() as spent:
             value = verifier_confidence(verifier, inputs, prediction)
@@ -170,7 +204,7 @@ async def ameasure(kind: str, program, lm, inputs: dict[str, Any], prediction, e
                    verifier=None, samples: int = 5, temperature: float = 0.7) -> Measured:
     """`measure` under asyncio; the agreement samples run concurrently (the engine batches them)."""
     if kind == "logprob":
-        return Measured(math.exp(mean_logprob(entries)))
+        return Measured(math.exp(mean_logprob(entries, dict(prediction.items()))))
     if kind == "verifier":
         with recording() as spent:
             value = await averifier_confidence(verifier, inputs, prediction)

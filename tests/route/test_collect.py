@@ -93,12 +93,20 @@ def test_agreement_and_verifier_confidences(desk, tiny, small, tmp_path):
 
 
 def _exp_mean_logprob(lm, desk, example):
-    """exp(mean token log-probability) of `lm`'s answer, read straight from DSPy's standard logprobs output."""
+    """exp(mean token log-probability) of `lm`'s answer value, read straight from DSPy's standard logprobs output:
+    the completion is `<field>: <value>` (CompactAdapter), and only the value's tokens count."""
     asked = lm.copy(logprobs=True)
     with dspy.context(lm=asked):
-        desk(**example.inputs())
-    content = asked.history[-1]["outputs"][0]["logprobs"]["content"]
-    return math.exp(sum(t["logprob"] for t in content) / len(content))
+        answer = desk(**example.inputs()).answer
+    output = asked.history[-1]["outputs"][0]
+    assert output["text"].endswith(": " + answer)
+    value, text = [], ""
+    for token in output["logprobs"]["content"]:
+        text += token["token"]
+        if len(text) > len(output["text"]) - len(answer):  # the token reaches into the value (" billing" does)
+            value.append(token["logprob"])
+    assert text == output["text"] and value
+    return math.exp(sum(value) / len(value))
 
 
 def test_logprob_confidence_comes_from_the_standard_logprobs_output(desk, tiny, small, tmp_path):
