@@ -1,17 +1,18 @@
 """Benchmark: learned routers on the zoo's help desk (compound/zoo/helpdesk.py), beside random and oracle.
 
-    python bench/route.py --quick     # < 1 minute once the zoo is built (and seconds when the runs are cached)
+    python bench/route.py --quick     # < 1 minute once the zoo is built and the runs are cached
     python bench/route.py             # 1,600 training requests, the whole test split (800), both cascades
 
 Every candidate (zoo-tiny, zoo-small) answers every request once (`cp.route.collect`, cached on disk); routers are
 fitted on the training requests and judged on held-out ones, beside two cascades (tiny first, small when tiny is
 unsure): on the answer's mean token log-probability (read from the same call) and, in the full run, on the agreement
-of 3 extra samples (paid for). The headroom table gives each kind of request's quality for tiny, small and the oracle. Cost is compute (2 x parameters x tokens): on a CPU the
-two zoo models spend about the same device-seconds per call (printed below as a ratio measured side by side), so
-device time cannot show what routing saves at real model sizes, while compute is deterministic and grows with the
-model. Router overhead is timed as it runs in `cp.Routed`: embedding (batched like the engine's calls) plus the
-decision, on fresh texts, beside the zoo-tiny calls of the same queries in the same process. The last line is the
-headline.
+of 3 extra samples (paid for). The headroom table gives each kind of request's quality for tiny, small and the
+oracle. Cost is compute (2 x parameters x tokens): on a CPU the two zoo models spend about the same device-seconds per
+call (printed below as a ratio measured side by side), so device time cannot show what routing saves at real model
+sizes, while compute is deterministic and grows with the model. Router overhead is timed as it runs in `cp.Routed`:
+embedding (batched like the engine's calls) plus the decision, on fresh texts, beside the zoo-tiny calls of the same
+queries in the same process; the line before the headline names the best router within the 2 ms overhead target.
+The last line is the headline.
 """
 
 from __future__ import annotations

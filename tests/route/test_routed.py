@@ -271,6 +271,10 @@ def test_cp_costs_and_cp_show_count_a_verifiers_own_calls_apart_from_the_routed_
     assert check.calls == len(examples) and check.model == "local/zoo-small"    # it checked every tiny answer
     extract = report["desk.module.skills['order number']"]
     assert extract.calls == len(examples) + program.desk.calls["zoo-small"]    # tiny on all, small on the deferred
+    table = repr(report).splitlines()
+    model_column = table[1].index("model")       # the text table: long routed names keep to their own column
+    for line in table[2:]:
+        assert line[:model_column].rstrip() in report.modules and line[model_column - 1] == " "
     shown = {m["name"]: m for m in cp.show(program).modules}
     assert shown["desk.verifier.check"]["lm_source"] == "predictor"           # its own LM, not routed
     assert shown["desk.module.skills['order number']"]["lm_source"] == "routed"
