@@ -93,7 +93,7 @@ class OptimizationJob(Job):
         self.warnings: list[str] = []
         self.lm_calls = 0
         self.lm_errors = 0
-        self.log: list[str] | Any = []  # the run's log lines (DSPy, optuna), kept out of other cells' output
+        self.log: list[str] | Any = []  # the run's log lines and prints (DSPy, optuna), kept out of the cells
         self._start = program
         self._lms = predictor_lms(program)
         self._programs: dict[int, dspy.Module] = {}  # trial number -> the program it evaluated (0: the start)
