@@ -35,8 +35,9 @@ def optimize(
     `compile()`, whichever takes them. Neither `program` nor an optimizer instance is modified. With a `valset`, the
     starting program is scored first (trial 0) and so is the result. In a notebook the live view (trial table, score
     curve, elapsed time, LM calls, Stop) appears under the cell and becomes the run's record when it ends;
-    elsewhere a text line is printed every few seconds. `job.stop()`, Stop, or interrupting the kernel while a cell
-    waits in `job.result()` ends the run at its next safe point with the best program so far.
+    elsewhere a status line goes to stderr every few seconds and the run's summary when it ends (`display=False`:
+    nothing). `job.stop()`, Stop, or interrupting the kernel while a cell waits in `job.result()` ends the run at its
+    next safe point with the best program so far.
 
     Example:
         >>> import dspy, compound as cp
