@@ -21,13 +21,7 @@ DIRECTIVE = re.compile(r"\s*# doctest:.*")
 
 # Modules whose examples may stay skipped for a while (e.g. while another branch rewrites them), with the reason.
 # Remove an entry as soon as its examples run.
-PENDING: dict[str, str] = {
-    # Merged with skipped examples after this list was emptied; the routing branch owns compound/route.
-    "compound.route.collector": "routing branch: examples use names (program, tiny, task) they never define",
-    "compound.route.embed": "routing branch: the example's encoder is never built",
-    "compound.route.report": "routing branch: the examples need fitted routers and test data",
-    "compound.route.routed": "routing branch: the examples need a fitted router",
-}
+PENDING: dict[str, str] = {}
 
 
 def compound_modules() -> list[str]:
