@@ -17,6 +17,7 @@ from dspy.lm15 import ContextLengthError
 
 from compound.lm.config import EngineConfig, kv_shape
 from compound.lm.kv import PrefixCache, SlotKVCache
+from compound.lm.lora import served_adapters
 from compound.lm.runner import ModelRunner
 from compound.lm.sampling import SamplingParams, choose_tokens, make_generator
 from compound.lm.scheduler import Scheduler
@@ -58,8 +59,9 @@ class Engine:
         c = self.config
         self.kv = SlotKVCache(layers, c.max_batch_size, kv_heads, c.max_seq_len, head_dim, model.dtype, self.device)
         self.prefix = PrefixCache(self.kv, c.prefix_block_size, c.prefix_cache_tokens // c.prefix_block_size)
-        self.scheduler = Scheduler(self.kv, self.prefix, c.max_prefill_tokens)
-        self.runner = ModelRunner(model, self.kv, cuda_graphs=c.cuda_graphs)
+        self.adapters = served_adapters(model, rows=c.max_batch_size)  # LoRA/prefix adapters mixed into batches
+        self.scheduler = Scheduler(self.kv, self.prefix, c.max_prefill_tokens, self.adapters)
+        self.runner = ModelRunner(model, self.kv, cuda_graphs=c.cuda_graphs, adapters=self.adapters)
         self.eos_ids = _eos_ids(model, tokenizer)
         self._stats = StatsRecorder()
         self._stats.set(kv_cache_bytes=self.kv.nbytes + self.prefix.nbytes)
@@ -96,6 +98,9 @@ class Engine:
         """Check a request against this engine's limits and make its `Sequence` (not queued yet)."""
         if not prompt_ids:
             raise ValueError("empty prompt: give the model at least one token")
+        adapter = self.adapters.resolve(adapter)  # the served version (None: the base model)
+        # prefix/prompt tuning: P virtual positions whose K/V are copied in at admission (placeholder ids)
+        prompt_ids = [0] * self.adapters.virtual_tokens(adapter) + list(prompt_ids)
         room = self.config.max_seq_len - len(prompt_ids)
         if room < 1:
             raise ContextLengthError(

@@ -17,8 +17,9 @@ class Scheduler:
     so a long newcomer is split over several steps instead of stalling the running decodes.
     """
 
-    def __init__(self, kv: SlotKVCache, prefix: PrefixCache, max_prefill_tokens: int):
+    def __init__(self, kv: SlotKVCache, prefix: PrefixCache, max_prefill_tokens: int, adapters=None):
         self.kv, self.prefix = kv, prefix
+        self.adapters = adapters  # compound.lm.lora.ServedAdapters: LoRA residency and K/V-prefix adapters
         self.max_prefill_tokens = max_prefill_tokens
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []  # running[i].slot == i
@@ -36,6 +37,9 @@ class Scheduler:
         deferred = []
         while self.waiting and len(self.running) < self.kv.num_slots:
             seq = self.waiting.popleft()
+            if self.adapters is not None and not self.adapters.reserve(seq, self.running):
+                deferred.append(seq)  # every LoRA slot serves running sequences: wait for one to finish
+                continue
             if seq.block_hashes is None:
                 seq.block_hashes = self.prefix.block_hashes(seq.prompt_ids, seq.adapter) if self.prefix.num_blocks else []
             hashes = seq.block_hashes
@@ -49,6 +53,8 @@ class Scheduler:
                 seq.admitted = time.perf_counter()
             seq.num_computed = self.prefix.load_into(hashes, seq.num_tokens, seq.slot)
             seq.prefix_hit_tokens = max(seq.prefix_hit_tokens, min(seq.num_computed, len(seq.prompt_ids)))
+            if self.adapters is not None:
+                seq.num_computed = self.adapters.load_prefix(seq, self.kv)  # a prefix-tuning adapter's K/V
             self.running.append(seq)
         self.waiting.extendleft(reversed(deferred))
 

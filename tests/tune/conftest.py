@@ -1,0 +1,36 @@
+import copy
+
+import pytest
+import torch
+from transformers import LlamaForCausalLM
+
+from compound.testing import tiny_llama
+
+
+@pytest.fixture(scope="module")
+def random_base():
+    """A random tiny Llama with a large init (varied greedy text), private to the module: serving adapters hooks it."""
+    model, tok = tiny_llama(0, kv_heads=2)
+    config = model.config
+    config.initializer_range = 0.3
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval(), tok
+
+
+@pytest.fixture(scope="session")
+def peft_adapter():
+    return _peft_adapter
+
+
+def _peft_adapter(base, config, seed: int):
+    """A PEFT model of `config` on a copy of `base` with random (non-identity) adapter weights, and its saved form."""
+    from peft import get_peft_model, get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    model = get_peft_model(copy.deepcopy(base), config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.5 if "lora" in name else 1.0)
+    model.eval()
+    return model, config.to_dict(), {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
