@@ -29,6 +29,10 @@ _LAZY: dict[str, str] = {
     "OptimizationJob": "compound.optimize.job",
     "jobs": "compound.jobs",  # a module: cp.jobs.list_jobs(), cp.jobs.subscribe(...)
     "widgets": "compound.widgets",  # a subpackage: Progress, LineChart, Table and their widgets
+    "adapters": "compound.adapters",  # a module: cp.adapters.list(), load(name), delete, export
+    "finetune": "compound.tune",
+    "FinetuneJob": "compound.tune",
+    "TrainConfig": "compound.tune",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -41,6 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound import jobs, widgets
     from compound.optimize.job import OptimizationJob
     from compound.optimize.run import optimize
+    from compound import adapters
+    from compound.tune import FinetuneJob, TrainConfig, finetune
 
 
 def __getattr__(name: str) -> Any:

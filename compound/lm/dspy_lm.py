@@ -26,6 +26,7 @@ from dspy.lm15 import (
 from compound.lm.engine import Engine, EngineConfig
 from compound.lm.loading import LoadedModel, find_loaded, load
 from compound.lm.prompt import prompt_ids, render_prompt
+from compound.lm.provider import EngineProvider
 from compound.lm.sampling import SamplingParams
 from compound.lm.sequence import Result
 
@@ -205,6 +206,7 @@ def LM(
     lm_kwargs.setdefault("max_tokens", 512)
     lm_kwargs.setdefault("stop", [CHAT_ADAPTER_STOP])
     lm_kwargs["metadata"] = {**(lm_kwargs.get("metadata") or {}), "compound_weights": loaded.fingerprint}
+    lm_kwargs.setdefault("provider", EngineProvider(loaded))  # dspy.BootstrapFinetune trains LoRA adapters in-process
     return dspy.LM(f"local/{loaded.name}", engine=engine, async_engine=AsyncHFEngine(engine), **lm_kwargs)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import math
 import threading
 import weakref
@@ -192,8 +193,18 @@ class LoraBank:
         self.num_slots = 1  # slot 0: zeros, the base model
         self.resident: OrderedDict[ServedAdapter, int] = OrderedDict()
         self.rows = torch.zeros(0, dtype=torch.long, device=self.device)
-        self.mode: int | None = None  # None: no LoRA row; a slot: all rows on it; GATHER: mixed
+        self._local = threading.local()  # `mode` is per thread: only the engine's own passes add LoRA updates
         self.layout_version = 0  # bumped when captured CUDA graphs would no longer match the layers or buffers
+
+    @property
+    def mode(self) -> int | None:
+        """None: no LoRA row in this thread's pass (any other thread using the model sees the base model); a slot:
+        every row on that adapter; GATHER: rows on different slots."""
+        return getattr(self._local, "mode", None)
+
+    @mode.setter
+    def mode(self, value: int | None) -> None:
+        self._local.mode = value
 
     def slot_of(self, adapter) -> int:
         return self.resident.get(adapter, 0) if adapter is not None and adapter.kind == "lora" else 0
@@ -351,7 +362,8 @@ class ServedAdapters:
         p = next(model.parameters())
         self.bank.mode = None  # the base model's K/V: no LoRA row in this pass
         cache = DynamicCache(config=model.config)
-        model(inputs_embeds=embeddings[None].to(p.device, p.dtype), use_cache=True, past_key_values=cache)
+        cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        model(inputs_embeds=embeddings[None].to(p.device, p.dtype), use_cache=True, **{cache_kw: cache})
         return torch.stack([torch.stack([layer.keys[0], layer.values[0]]) for layer in cache.layers])
 
     def set_rows(self, seqs: list) -> None:

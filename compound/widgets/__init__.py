@@ -28,6 +28,7 @@ _LAZY = {
     "TableWidget": "compound.widgets.table",
     "JobWidget": "compound.widgets.job",
     "OptimizationView": "compound.widgets.optimizer",
+    "TrainingView": "compound.widgets.training",
     "show": "compound.widgets._live",
 }
 

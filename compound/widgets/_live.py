@@ -34,6 +34,11 @@ def view_for(obj: Any):
         from compound.widgets.optimizer import OptimizationView
 
         return OptimizationView(obj)
+    tune = sys.modules.get("compound.tune.job")
+    if tune is not None and isinstance(obj, tune.FinetuneJob):
+        from compound.widgets.training import TrainingView
+
+        return TrainingView(obj)
     for kind, view in ((Progress, ProgressWidget), (LineChart, LineChartWidget), (Table, TableWidget), (Job, JobWidget)):
         if isinstance(obj, kind):
             return view(obj)

@@ -34,3 +34,46 @@ def _peft_adapter(base, config, seed: int):
                 p.normal_(0, 0.5 if "lora" in name else 1.0)
     model.eval()
     return model, config.to_dict(), {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+
+
+@pytest.fixture(autouse=True)
+def adapter_registry(tmp_path, monkeypatch):
+    """Every test gets its own empty `cp.adapters` folder."""
+    folder = tmp_path / "adapters"
+    monkeypatch.setenv("COMPOUND_ADAPTERS", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small():
+    import compound as cp
+
+    return cp.zoo.lm("small")
+
+
+@pytest.fixture(scope="module")
+def random_lm(random_base):
+    """The module's random base model served by compound as a `dspy.LM` (an in-memory model, its own name)."""
+    import compound as cp
+
+    model, tok = random_base
+    return cp.LM(model, tokenizer=tok, name=f"tune-random-{id(model)}", max_tokens=12, cache=False)
+
+
+def chat(question: str, answer: str) -> dict:
+    return {"messages": [{"role": "system", "content": "Answer."}, {"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}]}
+
+
+@pytest.fixture(scope="session")
+def chats():
+    """Chat data a tiny random model can learn in a few steps: reverse three words."""
+    import random
+
+    rng = random.Random(0)
+    words = ["red", "blue", "green", "fox", "dog", "one", "two", "yes", "no", "sun"]
+    rows = []
+    for _ in range(64):
+        w = rng.sample(words, 3)
+        rows.append(chat(" ".join(w), " ".join(reversed(w))))
+    return rows

@@ -129,3 +129,10 @@ def test_unhooked_copy_shares_weights_without_the_serving_hooks(random_base, ada
     assert all(a is b for a, b in zip(base.parameters(), clone.parameters()))
     assert not any(m._forward_hooks for m in clone.modules())
     assert greedy(clone, tok, PROMPTS[1]) == adapters[None][2][PROMPTS[1]]
+
+
+def test_other_threads_using_the_model_see_the_base_model(random_base, adapters, engine):
+    """After the engine served an adapter, calling the model object directly gives the base model's output."""
+    base, tok = random_base
+    assert run_mixed(engine(), tok, [(PROMPTS[0], "all-r4")]) == [adapters["all-r4"][2][PROMPTS[0]]]
+    assert greedy(base, tok, PROMPTS[0]) == adapters[None][2][PROMPTS[0]]

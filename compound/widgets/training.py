@@ -1,0 +1,53 @@
+"""`TrainingView`: the live view of a `cp.finetune` run, composed from the kit.
+
+Top to bottom: a `JobWidget` (name, status, progress, step, epoch, train loss, best dev score, tokens/s, ETA, memory
+and the Stop button), the train-loss and dev-score `LineChartWidget`s side by side, and a `TableWidget` with one row
+per dev evaluation.
+
+Example:
+    >>> view = TrainingView(job)   # what cp.finetune displays in a notebook  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets
+
+from compound.widgets.chart import LineChartWidget
+from compound.widgets.job import JobWidget
+from compound.widgets.table import TableWidget
+
+
+class TrainingView(ipywidgets.VBox):
+    """A VBox (CSS class `compound-training`): job header, loss and dev charts, evaluation table."""
+
+    def __init__(self, job: Any, **kwargs: Any):
+        from compound.tune.job import FinetuneJob
+
+        if not isinstance(job, FinetuneJob):
+            raise TypeError(f"TrainingView shows a compound FinetuneJob, got {type(job).__name__}")
+        self.job = job
+        self.header = JobWidget(job)
+        self.loss = LineChartWidget(job.loss)
+        self.dev = LineChartWidget(job.dev)
+        self.table = TableWidget(job.evals)
+        super().__init__([self.header, ipywidgets.HBox([self.loss, self.dev]), self.table], **kwargs)
+        self.add_class("compound-training")
+
+    @property
+    def parts(self) -> tuple:
+        return self.header, self.loss, self.dev, self.table
+
+    def flush(self) -> None:
+        """Push every part's current state to the frontend now."""
+        for part in self.parts:
+            part.flush()
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+        super().close()
+
+    def __repr__(self) -> str:
+        return f"TrainingView({self.job.name!r})"  # stable: the text/plain fallback of the displayed view
