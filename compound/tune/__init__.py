@@ -81,13 +81,13 @@ def finetune(
     if resume and name is None:
         raise ValueError("`resume=True` needs the `name` of the run to continue")
     name = adapters.check_name(name or f"{tgt.label}-{uuid.uuid4().hex[:6]}")
-    peft_config, init_tensors = start_from(tgt.lm.model if tgt.lm is not None else "", method)
+    peft_config, init_tensors, init_from = start_from(tgt.lm.model, method)
     dspy_adapter = settings.get("adapter", dspy.settings.adapter) or dspy.ChatAdapter()
     job = FinetuneJob(
         tgt, peft_config, config, name=name,
         examples=None if chat_data else list(data), chats=[c["messages"] for c in data] if chat_data else None,
         metric=metric, valset=list(valset) if valset is not None else None, teacher=teacher, bootstrap=bootstrap,
-        dspy_adapter=dspy_adapter, init_tensors=init_tensors, resume=resume, settings=settings,
+        dspy_adapter=dspy_adapter, init=(init_from, init_tensors), resume=resume, settings=settings,
     )
     mode = {True: "auto", False: "none", None: "none"}.get(display, display)
     if mode not in _DISPLAY_MODES:

@@ -59,3 +59,10 @@ def read(folder: Path) -> tuple[dict, dict, dict, dict]:
         state = json.load(f)
     optimizer = load_file(str(folder / OPTIMIZER)) if (folder / OPTIMIZER).is_file() else {}
     return config, load_file(str(folder / WEIGHTS)), state, optimizer
+
+
+def clean(run: Path) -> None:
+    """Remove temporary folders a killed process left behind (complete checkpoints are never under a temp name)."""
+    if run.is_dir():
+        for tmp in run.glob(".tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)

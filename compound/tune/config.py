@@ -41,8 +41,8 @@ def method_config(method: Any):
     return factories[method]()
 
 
-def start_from(model: str, method: Any) -> tuple[Any, dict | None]:
-    """The PEFT config to train, and the weights to start from: a model string already on a stored adapter of the
+def start_from(model: str, method: Any) -> tuple[Any, dict | None, str | None]:
+    """(PEFT config, weights to start from, their adapter's name): a model string already on a stored adapter of the
     same method (`local/base@name`) continues from it (BetterTogether's "w -> p -> w" trains twice)."""
     from compound import adapters
 
@@ -55,8 +55,8 @@ def start_from(model: str, method: Any) -> tuple[Any, dict | None]:
         if config is not None and info.get("method") == method:
             from peft import PeftConfig
 
-            return PeftConfig.from_peft_type(**{**config, "inference_mode": False}), tensors
-    return method_config(method), None
+            return PeftConfig.from_peft_type(**{**config, "inference_mode": False}), tensors, current
+    return method_config(method), None, None
 
 
 def method_name(peft_config) -> str:

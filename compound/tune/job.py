@@ -58,13 +58,14 @@ class FinetuneJob(Job):
 
     def __init__(self, target: Target, peft_config, config: TrainConfig, *, name: str, examples=None, chats=None,
                  metric=None, valset=None, teacher=None, bootstrap: bool | None = None, dspy_adapter=None,
-                 init_tensors: dict | None = None, resume: bool = False, settings: dict | None = None):
+                 init: tuple[str | None, dict | None] = (None, None), resume: bool = False,
+                 settings: dict | None = None):
         super().__init__(f"finetune {name}")
         self.target, self.peft_config, self.config, self.adapter_name = target, peft_config, config, name
         self.method = method_name(peft_config)
         self.examples, self.chats, self.valset = examples, chats, valset
         self.metric, self.teacher, self.bootstrap, self.dspy_adapter = metric, teacher, bootstrap, dspy_adapter
-        self.init_tensors, self.resume = init_tensors, resume
+        (self.init_from, self.init_tensors), self.resume = init, resume  # a stored adapter to continue from
         self._settings = settings or {}
         # live state
         self.loss = LineChart(title="train loss", x_label="step", y_label="loss")
@@ -88,6 +89,7 @@ class FinetuneJob(Job):
             torch.set_num_threads(self.config.cpu_threads())
         with dspy.context(**self._settings):
             encoded = self._prepare_data()
+            checkpoint.clean(self._run_dir)  # temporary folders of a run that was killed mid-write
             trainer = AdapterTrainer(loaded, self.peft_config, self.config, self.init_tensors)
             if not (self.resume and self._restore(trainer)):
                 self._evaluate_baseline()
@@ -217,6 +219,7 @@ class FinetuneJob(Job):
         config, tensors = trainer.adapter()
         state = {
             "step": self.step, "epoch": self._epoch, "batch": self._batch, "method": self.method,
+            "base_fingerprint": self.target.loaded.fingerprint,
             "data_sha256": self.data_info.get("sha256"), "best_score": self.best_score, "best_step": self.best_step,
             "baseline_score": self.baseline_score, "evals_since_best": self._evals_since_best,
             "train_s": self._train_s, "eval_s": self._eval_s, "tokens": self._tokens,
@@ -232,6 +235,10 @@ class FinetuneJob(Job):
             raise FileNotFoundError(f"nothing to resume for {self.adapter_name!r}: no checkpoint in {folder}; "
                                     "start without resume=True")
         _, tensors, state, optimizer = checkpoint.read(folder)
+        if state["base_fingerprint"] != self.target.loaded.fingerprint:
+            raise ValueError(f"the checkpoint of {self.adapter_name!r} was trained on weights {state['base_fingerprint']}"
+                             f", but {self.target.loaded.name!r} has weights {self.target.loaded.fingerprint}; resume "
+                             "on the same base model")
         if (state["data_sha256"], state["method"]) != (self.data_info["sha256"], self.method):
             raise ValueError(f"the checkpoint of {self.adapter_name!r} was trained with method {state['method']!r} on "
                              f"data {state['data_sha256']}, this run has {self.method!r} on {self.data_info['sha256']};"
@@ -287,7 +294,7 @@ class FinetuneJob(Job):
         return {
             "base": {"name": loaded.name, "model_id": loaded.model_id, "revision": loaded.revision,
                      "fingerprint": loaded.fingerprint, "lm_kwargs": lm_kwargs},
-            "method": self.method, "peft_type": peft_config.get("peft_type"),
+            "method": self.method, "peft_type": peft_config.get("peft_type"), "started_from": self.init_from,
             "hyperparameters": self.config.as_dict(),
             "data": self.data_info,
             "dev": None if self.best_score is None else {

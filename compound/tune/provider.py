@@ -28,9 +28,9 @@ def train_for_dspy(loaded, dspy_job, model: str, train_data: list[dict[str, Any]
     config, unknown = TrainConfig.split(kwargs)
     if unknown:
         raise TypeError(f"unknown train_kwargs {sorted(unknown)}; use TrainConfig fields or LoRA settings {LORA_KEYS}")
-    peft_config, init_tensors = start_from(model, method)
-    if lora and init_tensors is not None:
-        peft_config, init_tensors = method_config(method), None  # new LoRA settings: a fresh adapter
+    peft_config, init_tensors, init_from = start_from(model, method)
+    if any(getattr(peft_config, k) != v for k, v in lora.items()):  # other LoRA settings: a fresh adapter
+        peft_config, init_tensors, init_from = method_config(method), None, None
     if lora:
         if method != "lora":
             raise ValueError(f"LoRA settings {sorted(lora)} given for method {method!r}")
@@ -38,7 +38,7 @@ def train_for_dspy(loaded, dspy_job, model: str, train_data: list[dict[str, Any]
             setattr(peft_config, key, value)
     name = f"ft-{uuid.uuid4().hex[:8]}"
     job = FinetuneJob(Target(loaded, None, label="ft"), peft_config, config, name=name,
-                      chats=[d["messages"] for d in train_data], init_tensors=init_tensors)
+                      chats=[d["messages"] for d in train_data], init=(init_from, init_tensors))
     dspy_job.finetune_job = job
     job.start()
     return job.result()

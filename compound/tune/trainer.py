@@ -44,8 +44,10 @@ class AdapterTrainer:
         checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
         if checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        with warnings.catch_warnings():  # PEFT asks transformers 5 a deprecated question; nothing for the user to do
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
+            # PEFT asks transformers 5 a deprecated question; nothing for the user to do
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            torch.manual_seed(config.seed)
             self.model = get_peft_model(base, peft_config)
         if init_tensors:
             set_peft_model_state_dict(self.model, init_tensors)

@@ -27,7 +27,7 @@ import re
 import textwrap
 from typing import Any
 
-from dspy.adapters.base import Adapter
+from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.utils import apply_output_field_defaults, format_field_value, parse_value
 from dspy.signatures.signature import Signature
 from dspy.utils.exceptions import AdapterParseError
@@ -35,7 +35,7 @@ from dspy.utils.exceptions import AdapterParseError
 _FIELD_LINE = re.compile(r"^\s*(\w+)\s*:\s?(.*)$")
 
 
-class CompactAdapter(Adapter):
+class CompactAdapter(ChatAdapter):
     """Short `instructions / field: value` prompts for small models; parses `name: value` lines back.
 
     With a single output field a bare answer (no `name:` prefix) is accepted too, so a model that answers in plain
@@ -48,6 +48,12 @@ class CompactAdapter(Adapter):
         >>> dspy.Predict("expression -> total", "Add the numbers.")(expression="12 + 30").total   # doctest: +SKIP
         '42'
     """
+
+    def __init__(self, callbacks=None, use_native_function_calling: bool = False):
+        # A ChatAdapter subclass so DSPy's fine-tuning (BootstrapFinetune) takes its chat data; every format method
+        # is overridden below. No JSON fallback: a model this small cannot answer in JSON either.
+        super().__init__(callbacks=callbacks, use_native_function_calling=use_native_function_calling,
+                         use_json_adapter_fallback=False)
 
     def format_system_message(self, signature: type[Signature]) -> str:
         return textwrap.dedent(signature.instructions).strip()

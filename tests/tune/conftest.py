@@ -67,7 +67,11 @@ def chat(question: str, answer: str) -> dict:
 
 @pytest.fixture(scope="session")
 def chats():
-    """Chat data a tiny random model can learn in a few steps: reverse three words."""
+    return chat_rows()
+
+
+def chat_rows() -> list[dict]:
+    """Chat data for tiny random models: reverse three words."""
     import random
 
     rng = random.Random(0)

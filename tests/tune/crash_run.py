@@ -1,0 +1,16 @@
+"""Run by test_finetune.py in a subprocess that gets killed mid-training: prints each step, checkpoints every step."""
+
+import sys
+
+import compound as cp
+from compound.testing import tiny_llama
+
+sys.path.insert(0, sys.argv[2])
+from conftest import chat_rows  # noqa: E402
+
+model, tok = tiny_llama(0)
+lm = cp.LM(model, tokenizer=tok, name="tune-crash", cache=False)
+job = cp.finetune(lm, chat_rows(), name=sys.argv[1], max_steps=10_000, batch_size=8, checkpoint_every=1,
+                  display=False)
+job.watch(lambda _: print("step", job.step, flush=True))
+job.result()
