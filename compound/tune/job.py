@@ -33,7 +33,7 @@ from compound.observe import Column, LineChart, Observable, Progress, Table
 from compound.tune import checkpoint
 from compound.tune.config import TrainConfig, method_name
 from compound.tune.data import (bootstrap_chats, collate, data_hash, describe, direct_chats, encode_chat,
-                                epoch_batches, has_labels)
+                                epoch_batches, has_labels, shared_fraction)
 from compound.tune.target import Target, chat_score, program_score, with_lm
 from compound.tune.trainer import AdapterTrainer, lr_at
 
@@ -90,7 +90,8 @@ class FinetuneJob(Job):
         with dspy.context(**self._settings):
             encoded = self._prepare_data()
             checkpoint.clean(self._run_dir)  # temporary folders of a run that was killed mid-write
-            trainer = AdapterTrainer(loaded, self.peft_config, self.config, self.init_tensors)
+            trainer = AdapterTrainer(loaded, self.peft_config, self.config, self.init_tensors,
+                                     shared_fraction(encoded, self.config.batch_size, self.config.seed))
             if not (self.resume and self._restore(trainer)):
                 self._evaluate_baseline()
             self._train(trainer, encoded)

@@ -7,7 +7,8 @@ copy has its own modules (PEFT injects its layers there) but no second copy of t
    instructions and demos) runs once and its K/V are broadcast to the rows, so each row computes only its own
    suffix; the gradients are the same as without sharing, the compute is not;
 2. logits only at answer positions (the lm_head never runs on prompt tokens), cross-entropy on answer tokens only;
-3. clip the gradient norm, AdamW step; bf16 autocast and gradient checkpointing on CUDA.
+3. clip the gradient norm, AdamW step; bf16 autocast on CUDA, and gradient checkpointing there unless a shared
+   prefix already spares most activations (transformers' checkpointing drops the K/V cache sharing needs).
 
 Example:
     >>> trainer = AdapterTrainer(loaded, method_config("lora"), TrainConfig())   # doctest: +SKIP
@@ -30,7 +31,8 @@ from compound.tune.data import Batch
 class AdapterTrainer:
     """A PEFT model (LoRA, prefix or prompt tuning) over a weight-sharing copy of a loaded model, and its optimizer."""
 
-    def __init__(self, loaded, peft_config, config: TrainConfig, init_tensors: dict | None = None):
+    def __init__(self, loaded, peft_config, config: TrainConfig, init_tensors: dict | None = None,
+                 shared_fraction: float = 0.0):
         from peft import get_peft_model, set_peft_model_state_dict
 
         from compound.lm.lora import unhooked_copy
@@ -41,7 +43,12 @@ class AdapterTrainer:
         cuda = self.device.type == "cuda"
         base = unhooked_copy(loaded.model)
         base.config.use_cache = False
-        checkpointing = cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
+        can_share = config.shared_prefix and self.method == "lora"
+        checkpointing = config.gradient_checkpointing
+        if checkpointing is None:  # CUDA: recompute activations, unless a shared prefix already saves most of them
+            checkpointing = cuda and not (can_share and shared_fraction >= 0.5)
+        # sharing the prefix needs the K/V cache, which gradient checkpointing drops (transformers' layers do)
+        self.share_prefix = can_share and not checkpointing
         if checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):  # seeded init, caller's RNG untouched
@@ -55,8 +62,6 @@ class AdapterTrainer:
         bf16 = cuda and torch.cuda.is_bf16_supported() if config.bf16 is None else config.bf16
         self._autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if bf16
                           else contextlib.nullcontext())
-        # sharing the prefix needs the K/V cache, which gradient checkpointing recomputes away
-        self.share_prefix = config.shared_prefix and self.method == "lora" and not checkpointing
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.lr_for(self.method),
                                            weight_decay=config.weight_decay)
