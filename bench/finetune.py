@@ -102,7 +102,7 @@ class Compound:
         tokens, t0 = 0, time.perf_counter()
         for _ in range(steps):
             batch = collate([self.encoded[i] for i in self.batches[self.step]], self.pad, self.trainer.share_prefix)
-            self.trainer.step(batch, lr_at(self.step, 10_000, self.config, LR))
+            self.trainer.step(batch, lr_at(self.step, 0.0, self.config, LR))
             self.step += 1
             tokens += batch.tokens
         _sync()

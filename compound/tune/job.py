@@ -137,7 +137,7 @@ class FinetuneJob(Job):
                     break
                 batch = collate([encoded[i] for i in batches[index]], pad, trainer.share_prefix)
                 t0 = time.perf_counter()
-                loss = trainer.step(batch, lr_at(self.step, self.planned_steps, c, peak))
+                loss = trainer.step(batch, lr_at(self.step, self._progress(), c, peak))
                 self.step, self._batch = self.step + 1, index + 1
                 self._record_step(loss, time.perf_counter() - t0, batch.tokens, per_epoch)
                 if self.step % eval_every == 0 or self.step == self.planned_steps:
@@ -158,6 +158,13 @@ class FinetuneJob(Job):
         if budget is not None and self._train_s + self._eval_s + self._last_eval_s() >= budget:
             self.end_reason = "time budget"  # the final evaluation still fits in the budget
         return self.end_reason is not None
+
+    def _progress(self) -> float:
+        """Share of the run done: of the planned steps, or of the time budget if that runs out first."""
+        done = self.step / self.planned_steps
+        if self.config.max_time_s is not None:
+            done = max(done, (self._train_s + self._eval_s) / self.config.max_time_s)
+        return done
 
     def _last_eval_s(self) -> float:
         rows = self.evals.rows

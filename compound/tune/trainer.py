@@ -148,11 +148,14 @@ class AdapterTrainer:
         self.optimizer.load_state_dict({"state": state, "param_groups": optimizer_meta["param_groups"]})
 
 
-def lr_at(step: int, total: int, config: TrainConfig, peak: float) -> float:
-    """Linear warm-up over `warmup_steps`, then constant or cosine down to 10% of `peak` at step `total`."""
+def lr_at(step: int, progress: float, config: TrainConfig, peak: float) -> float:
+    """Linear warm-up over `warmup_steps`, then constant, or cosine down to 10% of `peak` as `progress` goes 0 -> 1.
+
+    `progress` is the share of the run done: of the planned steps, or of the time budget when that ends it first,
+    so a time-bound run still anneals before it stops.
+    """
     if step < config.warmup_steps:
         return peak * (step + 1) / config.warmup_steps
     if config.schedule == "constant":
         return peak
-    t = min(1.0, (step - config.warmup_steps) / max(1, total - config.warmup_steps))
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
