@@ -8,7 +8,7 @@ be shared). Setups:
   peft base / one / mixed       HF `generate` on a PeftModel: adapters disabled, one adapter, `adapter_names` per row
 
     python bench/multi_lora.py --quick   # CPU, zoo-small, < 1 minute; the last line is the headline
-    python bench/multi_lora.py --gpu     # CUDA: SmolLM2-135M shape (random weights), bf16, CUDA graphs
+    python bench/multi_lora.py --gpu     # CUDA: SmolLM2-135M shape (random weights), bf16, CUDA graphs, 64 tokens
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from compound.lm.lora import from_peft, served_adapters  # noqa: E402
 ADAPTERS, ROWS = 8, 32
 
 
-def base_model(gpu: bool):
+def base_model(gpu: bool, smoke: bool = False):
     if not gpu:
         lm = cp.zoo.lm("small")
         loaded = cp.adapters.loaded_model_of(lm)
@@ -42,12 +42,14 @@ def base_model(gpu: bool):
     from compound.testing import word_tokenizer
 
     tok = word_tokenizer(49152)
-    config = LlamaConfig(vocab_size=49152, hidden_size=576, num_hidden_layers=30, num_attention_heads=9,
-                         num_key_value_heads=3, intermediate_size=1536, max_position_embeddings=2048,
-                         tie_word_embeddings=True, pad_token_id=0, eos_token_id=tok.eos_token_id)
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, num_hidden_layers=2 if smoke else 30,
+                         num_attention_heads=9, num_key_value_heads=3, intermediate_size=1536,
+                         max_position_embeddings=2048, tie_word_embeddings=True, pad_token_id=0,
+                         eos_token_id=tok.eos_token_id)
     torch.manual_seed(0)
     prompts = [" ".join(f"w{(i * 7 + j * 13) % 40000 + 10}" for j in range(48)) for i in range(ROWS)]
-    return LlamaForCausalLM(config).to("cuda", torch.bfloat16).eval(), tok, prompts
+    device, dtype = ("cpu", torch.float32) if smoke else ("cuda", torch.bfloat16)
+    return LlamaForCausalLM(config).to(device, dtype).eval(), tok, prompts
 
 
 def make_adapters(model):
@@ -99,12 +101,13 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="CPU, under a minute")
     ap.add_argument("--gpu", action="store_true", help="SmolLM2-135M shape on CUDA")
+    ap.add_argument("--smoke", action="store_true", help="with --gpu: 2 layers on the CPU, to check the script")
     ap.add_argument("--tokens", type=int, default=24)
     args = ap.parse_args(argv)
-    model, tok, prompts = base_model(args.gpu)
+    model, tok, prompts = base_model(args.gpu, args.smoke)
     adapters = make_adapters(model)
     names = [f"a{i}" for i in range(ADAPTERS)]
-    n_new = args.tokens if not args.gpu else 64
+    n_new = 64 if args.gpu and not args.smoke else args.tokens
 
     # compound: the engine serves the base model object itself; adapters registered by name
     served = served_adapters(model)
@@ -157,7 +160,7 @@ def main(argv=None) -> None:
     for fn in setups.values():  # warm-up: allocations, adapter residency, CUDA graphs
         fn()
     best: dict[str, float] = {}
-    for _ in range(2 if args.quick else 4):
+    for _ in range(1 if args.smoke else 2 if args.quick else 4):
         for label, fn in setups.items():
             seconds, tokens = timed(fn)
             best[label] = max(best.get(label, 0.0), tokens / seconds)

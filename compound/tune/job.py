@@ -203,13 +203,13 @@ class FinetuneJob(Job):
         t0 = time.perf_counter()
         score = self._score(config, tensors)
         self._eval_s += time.perf_counter() - t0
-        if self.best_score is None or score > self.best_score + self.config.min_delta:
-            self.best_score, self.best_step, self._evals_since_best = score, self.step, 0
+        improved = self.best_score is None or score > self.best_score + self.config.min_delta
+        self._evals_since_best = 0 if improved else self._evals_since_best + 1
+        if self.best_score is None or score >= self.best_score:  # a tie goes to the adapter trained longer
+            self.best_score, self.best_step = score, self.step
             checkpoint.write(self._run_dir / "best", config, tensors, {"score": score, "step": self.step})
-        else:
-            self._evals_since_best += 1
-            if self.config.patience and self._evals_since_best >= self.config.patience:
-                self.end_reason = "early stopping"
+        if self.config.patience and self._evals_since_best >= self.config.patience:
+            self.end_reason = "early stopping"
         self.dev.add_point("dev", self.step, score)
         self.dev.add_point("best so far", self.step, self.best_score)
         self.evals.add_row({

@@ -76,7 +76,7 @@ def test_the_shared_prefix_step_gives_the_same_loss_and_gradients(random_lm, cha
 
 @pytest.mark.slow
 def test_finetuning_the_weak_module_gains_on_the_held_out_split(small):
-    """Measured on 2 busy CPU cores: convert 31.5% -> 44.5% on the 200 test examples after 150 steps (~50 s)."""
+    """Measured on 2 shared CPU cores: convert 31.5% -> 46.0% on the 200 test examples after 150 steps (~20 s)."""
     task = cp.zoo.tasks["convert"]
     program = dspy.Predict(task.signature)
     program.lm = small
@@ -87,7 +87,7 @@ def test_finetuning_the_weak_module_gains_on_the_held_out_split(small):
         lm = job.result()
         after = program_score(program, task.test, task.metric, 8)
     assert program.lm is lm and lm.model.startswith("local/zoo-small@value-")
-    assert after - before >= 0.08, (before, after)
+    assert after - before >= 0.10, (before, after)
     assert job.best_score > job.baseline_score
     info = cp.adapters.manifest(lm.model.partition("@")[2])
     assert info["dev"]["score"] == job.best_score and info["data"]["examples"] == len(task.train)

@@ -23,7 +23,7 @@ CONFIGS = {
 def greedy(model, tok, prompt):
     """PEFT's own forward, the whole sequence every step (PEFT's generate drops prefix tuning's K/V on
     transformers 5: it passes `past_key_values`, which `generate`'s `cache=` overrides)."""
-    ids = tok(prompt, return_tensors="pt")["input_ids"]
+    ids = tok(prompt, return_tensors="pt")["input_ids"].to(next(model.parameters()).device)
     with torch.no_grad():
         for _ in range(N):
             ids = torch.cat([ids, model(input_ids=ids).logits[:, -1:].argmax(-1)], 1)
@@ -136,3 +136,28 @@ def test_other_threads_using_the_model_see_the_base_model(random_base, adapters,
     base, tok = random_base
     assert run_mixed(engine(), tok, [(PROMPTS[0], "all-r4")]) == [adapters["all-r4"][2][PROMPTS[0]]]
     assert greedy(base, tok, PROMPTS[0]) == adapters[None][2][PROMPTS[0]]
+
+
+@pytest.mark.gpu
+def test_mixed_batch_in_captured_cuda_graphs_equals_peft(random_base, peft_adapter):
+    """Decode steps replay CUDA graphs captured once; the per-row slot mask is written before every replay."""
+    import copy
+
+    base, tok = random_base
+    model = copy.deepcopy(base).cuda()
+    served = served_adapters(model)
+    expected = {None: {}}
+    for name in ("all-r4", "qv-r8-rs", "prefix"):
+        config, seed = CONFIGS[name]
+        peft_model, cfg, tensors = peft_adapter(model, config, seed)
+        served.add(from_peft(name, cfg, tensors, model))
+        expected[name] = {p: greedy(peft_model, tok, p) for p in PROMPTS}
+    expected[None] = {p: greedy(model, tok, p) for p in PROMPTS}
+
+    engine = Engine(model, tok, EngineConfig(max_batch_size=8, max_seq_len=128, cuda_graphs=True))
+    try:
+        requests = [(p, name) for p in PROMPTS for name in expected] * 2
+        assert run_mixed(engine, tok, requests) == [expected[name][p] for p, name in requests]
+        assert engine.runner.graphs is not None and engine.runner.graphs.enabled and engine.runner.graphs.graphs
+    finally:
+        engine.close()
