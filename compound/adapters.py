@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import builtins
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -30,6 +29,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from compound.fileio import replace_folder, sha256_file
 
 __all__ = ["delete", "export", "list", "load", "manifest", "path", "read", "save", "serve"]
 
@@ -72,14 +73,6 @@ def _names(cache_dir=None) -> builtins.list[str]:
     return sorted(p.name for p in top.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file())
 
 
-def _sha256(file: Path) -> str:
-    h = hashlib.sha256()
-    with open(file, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_json(file: Path, data: dict) -> None:
     with open(file, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True, default=_json_default)
@@ -106,23 +99,7 @@ def write_peft_folder(folder: Path, config: dict, tensors: dict, extra: dict | N
     _write_json(folder / CONFIG, config)
     for filename, data in (extra or {}).items():
         _write_json(folder / filename, data)
-    return {f: _sha256(folder / f) for f in (CONFIG, WEIGHTS)}
-
-
-def replace_folder(tmp: Path, final: Path) -> None:
-    """Move a complete temporary folder to `final` (same parent), replacing what was there."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".old-{final.name}-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return {f: sha256_file(folder / f) for f in (CONFIG, WEIGHTS)}
 
 
 def save(name: str, config: dict, tensors: dict, info: dict, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -169,7 +146,7 @@ def read(name: str, cache_dir: str | os.PathLike | None = None) -> tuple[dict, d
     info = manifest(name, cache_dir)
     for filename, digest in info.get("files", {}).items():
         file = folder / filename
-        if not file.is_file() or _sha256(file) != digest:
+        if not file.is_file() or sha256_file(file) != digest:
             raise ValueError(f"adapter {name!r} is corrupt: {filename} in {folder} does not match the sha256 recorded "
                              f"when it was saved; delete it with cp.adapters.delete({name!r}) and train it again")
     with open(folder / CONFIG) as f:

@@ -4,7 +4,7 @@
                                          optimizer.safetensors and trainer_state.json (step, epoch, curves, best)
     <cache>/adapters/.runs/<name>/best/   the adapter with the best dev score so far, and that score
 
-Each is written into a temporary folder next to it and renamed into place (`compound.adapters.replace_folder`),
+Each is written into a temporary folder next to it and renamed into place (`compound.fileio.replace_folder`),
 so the folder under its final name is always complete. Only JSON and safetensors are read back.
 """
 
@@ -16,7 +16,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from compound.adapters import CONFIG, WEIGHTS, replace_folder, root, write_peft_folder
+from compound.adapters import CONFIG, WEIGHTS, root, write_peft_folder
+from compound.fileio import replace_folder
 
 STATE = "trainer_state.json"
 OPTIMIZER = "optimizer.safetensors"

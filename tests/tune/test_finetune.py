@@ -255,3 +255,11 @@ def test_errors_name_the_fix(random_lm, small, chats):
         job = cp.finetune(program, task.train[:8], display=False)
     with pytest.raises(ValueError, match="JSONAdapter cannot format fine-tuning data"):
         job.result(timeout=60)
+
+
+def test_retraining_under_the_same_name_changes_the_cache_key(random_lm, chats):
+    first = cp.finetune(random_lm, chats, name="same", max_steps=2, batch_size=8, display=False).result()
+    second = cp.finetune(random_lm, chats, name="same", max_steps=3, batch_size=8, display=False).result()
+    assert first.model == second.model == f"{random_lm.model}@same"
+    assert first.kwargs["metadata"]["compound_weights"] != second.kwargs["metadata"]["compound_weights"]
+    assert [r["name"] for r in cp.adapters.list().rows] == ["same"]
