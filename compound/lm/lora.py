@@ -64,11 +64,6 @@ class ServedAdapter:
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def nbytes(self) -> int:
-        tensors = [t for pair in self.lora.values() for t in pair] + [self.prefix_kv, self.prompt_embeddings]
-        return sum(t.numel() * t.element_size() for t in tensors if t is not None)
-
 
 def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     """sha256 over names, shapes and values: a retrained adapter under the same name gets a new fingerprint."""
@@ -200,7 +195,6 @@ class LoraBank:
         p = next(model.parameters())
         self.device, self.dtype = p.device, p.dtype
         self.hooks: dict[str, _LoraHook] = {}
-        self._handles: list = []
         self.rank = 0
         self.num_slots = 1  # slot 0: zeros, the base model
         self.resident: OrderedDict[ServedAdapter, int] = OrderedDict()
@@ -274,7 +268,7 @@ class LoraBank:
         for path in adapter.lora.keys() - self.hooks.keys():
             hook = _LoraHook(self, modules[path], self.num_slots, self.rank)
             self.hooks[path] = hook
-            self._handles.append(modules[path].register_forward_hook(hook))
+            modules[path].register_forward_hook(hook)
             self.layout_version += 1
         for path, hook in self.hooks.items():
             hook.A[slot].zero_()
@@ -291,13 +285,6 @@ class LoraBank:
         self.num_slots, self.rank = slots, rank
         self.ensure_rows(self._rows)  # the mask's width follows
         self.layout_version += 1
-
-    def forget(self, adapter: ServedAdapter) -> None:
-        self.resident.pop(adapter, None)
-
-    @property
-    def nbytes(self) -> int:
-        return sum(h.A.numel() * h.A.element_size() + h.Bt.numel() * h.Bt.element_size() for h in self.hooks.values())
 
 
 # ---- the adapters of one served model: what the engine's scheduler and runner call -------------------------------
