@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.compound-installed
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-python test-js test-wheel test-ui bench install clean
+.PHONY: demo test test-python test-js test-wheel test-ui bench bench-zoo install clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,7 @@ demo: $(STAMP)
 	$(VENV)/bin/compound demo
 
 test: $(STAMP)
+	# tests/, then every >>> example in compound/ as a doctest (pyproject: testpaths, --doctest-modules)
 	$(PY) -m pytest $(PYTEST_ARGS)
 	# notebooks, strictly (outputs compared); the zoo they load was built by the tests above, in the same cache
 	$(PY) -m pytest --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/
@@ -37,7 +38,7 @@ test: $(STAMP)
 # jlpm (yarn) comes with jupyter-builder in the venv; node itself must be on the machine (CI image has it).
 VENV_BIN    := $(abspath $(VENV))/bin
 WITH_VENV   := PATH="$(VENV_BIN):$$PATH"
-EXT_SOURCES := $(wildcard extension/src/*.ts) $(wildcard extension/style/*) extension/package.json extension/tsconfig.json
+EXT_SOURCES := $(wildcard extension/src/*.ts) $(wildcard extension/style/*) $(wildcard extension/schema/*) extension/package.json extension/tsconfig.json
 EXT_DEPS    := extension/node_modules/.compound-installed
 EXT_BUILT   := extension/lib/.compound-built
 UI_DEPS     := tests/ui/node_modules/.compound-installed
@@ -87,6 +88,10 @@ test-ui: $(EXT_BUILT) $(UI_DEPS) $(CHROMIUM)
 
 bench: $(STAMP)
 	$(PY) bench/engine.py --quick
+
+# how long a built zoo takes to load in a fresh process, against a bare from_pretrained of the same folders
+bench-zoo: $(STAMP)
+	$(PY) bench/zoo.py --quick
 
 clean:
 	rm -rf $(VENV) dist build compound/labextension

@@ -9,6 +9,8 @@ Workloads:
   predict  `dspy.Predict("question -> answer")` on a tiny model trained for ChatAdapter's format (short answers,
            ~160-token prompts that share a prefix: what DSPy programs send).
   decode   fixed-length generation (64 tokens) from a random model: raw decode throughput.
+  abort    the cost of abandoned calls: 16 requests alone vs the same 16 beside 16 long ones that their callers
+           cancel after the first token (a naive wrapper would decode those to the end under its lock).
 """
 
 from __future__ import annotations
@@ -137,6 +139,35 @@ def decode_calls(tokenizer, prompt_len, new_tokens, shared=0.75):
     return calls
 
 
+def abort_cost(model, tokenizer, out, repeats: int = 3) -> float:
+    """Wall time of 16 requests beside 16 cancelled long ones, over the 16 alone (best of `repeats`, interleaved)."""
+    engine = cp.Engine(model, tokenizer, cp.EngineConfig(max_batch_size=32, max_seq_len=640))
+    engine.eos_ids = frozenset()  # fixed lengths: nothing ends early
+    prompts = [tokenizer(f"w{10 + i} w{20 + i} w{30 + i} w{40 + i}")["input_ids"] for i in range(16)]
+    short, long = cp.SamplingParams(max_tokens=32), cp.SamplingParams(max_tokens=512)
+
+    def timed(with_aborts: bool) -> float:
+        start = time.perf_counter()
+        doomed = [engine.submit(p, long) for p in prompts] if with_aborts else []
+        kept = [engine.submit(p, short) for p in prompts]
+        for seq in doomed:  # the caller gives up once its call has started decoding
+            while not seq.output_ids:
+                time.sleep(0.001)
+            seq.future.cancel()
+        for seq in kept:
+            seq.future.result()
+        return time.perf_counter() - start
+
+    try:
+        timed(True)  # warm-up
+        alone = min(timed(False) for _ in range(repeats))
+        beside = min(timed(True) for _ in range(repeats))
+    finally:
+        engine.close()
+    out(workload="abort", alone_s=round(alone, 3), beside_cancelled_s=round(beside, 3), ratio=round(beside / alone, 2))
+    return beside / alone
+
+
 def random_model(kind: str, device: str, dtype, smoke: bool):
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
@@ -190,6 +221,7 @@ def main(argv=None) -> None:
     model, tok = random_model("tiny-llama", "cpu", torch.float32, smoke=False)
     compare("decode-tiny", model, tok, decode_calls(tok, 96, 32), concurrency, naive_max_requests=16,
             lm_kwargs={"max_tokens": 32}, out=out)
+    abort_cost(model, tok, out)
     model, tok = capitals_llama()
     ratios, req_ratios = compare("predict", model, tok, predict_calls, concurrency, naive_max_requests=48,
                                  lm_kwargs={"max_tokens": 64}, out=out)

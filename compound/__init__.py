@@ -23,12 +23,18 @@ _LAZY: dict[str, str] = {
     "SamplingParams": "compound.lm",
     "loaded_models": "compound.lm",
     "show": "compound.trace",
+    "costs": "compound.trace",
     "zoo": "compound.zoo",  # a subpackage: `cp.zoo` is the module itself
     "CompactAdapter": "compound.zoo.adapter",
     "optimize": "compound.optimize.run",
     "OptimizationJob": "compound.optimize.job",
     "jobs": "compound.jobs",  # a module: cp.jobs.list_jobs(), cp.jobs.subscribe(...)
     "widgets": "compound.widgets",  # a subpackage: Progress, LineChart, Table and their widgets
+    "curate": "compound.curate.audit",
+    "CurationReport": "compound.curate.report",
+    "synthesize": "compound.curate.synthesize",
+    "route": "compound.route",  # a subpackage: cp.route.collect, cp.route.KNNRouter, cp.route.evaluate, ...
+    "Routed": "compound.route.routed",
     "adapters": "compound.adapters",  # a module: cp.adapters.list(), load(name), delete, export
     "finetune": "compound.tune",
     "FinetuneJob": "compound.tune",
@@ -40,11 +46,16 @@ __all__ = sorted([*_LAZY, "__version__"])
 if TYPE_CHECKING:  # pragma: no cover
     from compound.lm import LM, Engine, EngineConfig, SamplingParams, loaded_models
     from compound import zoo
-    from compound.trace import show
+    from compound.trace import costs, show
     from compound.zoo.adapter import CompactAdapter
     from compound import jobs, widgets
     from compound.optimize.job import OptimizationJob
     from compound.optimize.run import optimize
+    from compound.curate.audit import curate
+    from compound.curate.report import CurationReport
+    from compound.curate.synthesize import synthesize
+    from compound import route
+    from compound.route.routed import Routed
     from compound import adapters
     from compound.tune import FinetuneJob, TrainConfig, finetune
 
@@ -82,8 +93,9 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 def _connect_sidebar_when_in_a_kernel() -> None:
-    # `import compound` in a notebook is enough for the sidebar. Checked through sys.modules so that scripts
-    # and tests never import IPython; a failure here must never break the import itself.
+    # `import compound` in a notebook is enough for the sidebar and the live views. Checked through sys.modules so
+    # that scripts and tests never import IPython; a failure here must never break the import itself. This package
+    # root is the one place below the views that names compound.widgets: it wires the layers together.
     import sys
 
     ipython = sys.modules.get("IPython")  # same test as compound.jupyter.in_jupyter_kernel, without importing it
@@ -91,8 +103,10 @@ def _connect_sidebar_when_in_a_kernel() -> None:
         return
     try:
         from compound.jupyter import start_kernel_bridge
+        from compound.widgets._live import install_formatters
 
         start_kernel_bridge()
+        install_formatters()
     except Exception as exc:  # pragma: no cover - reported, not raised
         import warnings
 

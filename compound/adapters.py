@@ -6,16 +6,19 @@
                                                        and hyperparameters, training-data hash, dev score, sizes,
                                                        created, sha256 of every file
 
-`<cache>/adapters` is `$COMPOUND_ADAPTERS` if set, else under `$COMPOUND_CACHE`, else under `~/.cache/compound`. Writes go to a temporary folder that is renamed into place,
-so a crash never leaves a half-written adapter; loading checks every file's sha256 and the base model's weights
+`<cache>/adapters` is `$COMPOUND_ADAPTERS` if set, else under `$COMPOUND_CACHE`, else under `~/.cache/compound`.
+Writes go to a temporary folder that is renamed into place, so a crash never leaves a half-written adapter; loading checks every file's sha256 and the base model's weights
 fingerprint, and reads only JSON and safetensors (nothing that can run code).
 
 Example:
     >>> import compound as cp
-    >>> cp.adapters.list()                        # doctest: +SKIP
-    name            base        method  data      dev score  size    created
-    convert-3f9a2c  zoo-small   lora    9c41d2e0      0.610  1.1 MB  2026-11-29 14:02
-    >>> lm = cp.adapters.load("convert-3f9a2c")    # a dspy.LM: local/zoo-small@convert-3f9a2c   # doctest: +SKIP
+    >>> from compound.testing import reverse_chats, tiny_served_lm
+    >>> lm = cp.finetune(tiny_served_lm("doc-registry"), reverse_chats(), name="reverse-v1", max_steps=2).result()
+    >>> cp.adapters.list()                        # doctest: +ELLIPSIS
+    name        base          method  data      dev score  size      created
+    reverse-v1  doc-registry    lora  ...
+    >>> cp.adapters.load("reverse-v1").model       # a dspy.LM served by the base model's engine
+    'local/doc-registry@reverse-v1'
 """
 
 from __future__ import annotations
@@ -107,7 +110,12 @@ def save(name: str, config: dict, tensors: dict, info: dict, cache_dir: str | os
     created, file hashes). An adapter of the same name is replaced.
 
     Example:
-        >>> cp.adapters.save("convert-v2", peft_config, tensors, {"base": {...}, "method": "lora"})   # doctest: +SKIP
+        >>> import compound as cp
+        >>> from compound.testing import reverse_chats, tiny_served_lm
+        >>> _ = cp.finetune(tiny_served_lm("doc-save"), reverse_chats(), name="reverse-v1", max_steps=1).result()
+        >>> config, tensors, info = cp.adapters.read("reverse-v1")
+        >>> cp.adapters.save("reverse-copy", config, tensors, info).name
+        'reverse-copy'
     """
     check_name(name)
     top = root(cache_dir)
@@ -207,8 +215,12 @@ def export(name: str, destination: str | os.PathLike, cache_dir: str | os.PathLi
     """Copy adapter `name` to `destination` (a new folder) for vLLM (`--lora-modules`), LoRAX or PEFT.
 
     Example:
-        >>> cp.adapters.export("convert-3f9a2c", "exported/convert")   # doctest: +SKIP
-        PosixPath('exported/convert')
+        >>> import compound as cp, tempfile
+        >>> from compound.testing import reverse_chats, tiny_served_lm
+        >>> _ = cp.finetune(tiny_served_lm("doc-export"), reverse_chats(), name="reverse-v1", max_steps=1).result()
+        >>> folder = cp.adapters.export("reverse-v1", tempfile.mkdtemp() + "/reverse")
+        >>> sorted(p.name for p in folder.iterdir())
+        ['adapter_config.json', 'adapter_model.safetensors', 'compound.json']
     """
     config, tensors, info = read(name, cache_dir)
     destination = Path(destination)
@@ -258,8 +270,13 @@ def load(name: str, lm=None, cache_dir: str | os.PathLike | None = None):
     settings the adapter was trained with. An adapter trained on other weights is refused, naming both.
 
     Example:
-        >>> import compound as cp
-        >>> program.convert.lm = cp.adapters.load("convert-3f9a2c")   # doctest: +SKIP
+        >>> import compound as cp, dspy
+        >>> from compound.testing import reverse_chats, tiny_served_lm
+        >>> _ = cp.finetune(tiny_served_lm("doc-load"), reverse_chats(), name="reverse-v1", max_steps=1).result()
+        >>> reverse = dspy.Predict("words -> reversed")
+        >>> reverse.lm = cp.adapters.load("reverse-v1")
+        >>> reverse.lm.model
+        'local/doc-load@reverse-v1'
     """
     config, tensors, info = read(name, cache_dir)
     base = info.get("base", {})

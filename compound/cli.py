@@ -3,7 +3,7 @@
     compound demo                     build or load the offline zoo, evaluate the support-desk pipeline, print costs
     compound demo --quick             the same on 24 tickets (what the tests run)
     compound demo --model ORG/NAME    both modules on a hub model (or a local folder) instead of the zoo
-    compound zoo                      build or verify the zoo and print where it lives and what it scored
+    compound zoo                      build or verify the zoo and print its models (parameters, context, folder)
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
         folders = zoo.build(cache_dir=args.cache_dir)
         print(f"zoo ready in {time.perf_counter() - start:.1f} s: "
               + ", ".join(f"{n} ({zoo.manifest(n, args.cache_dir)['params']:,} params)" for n in folders)
-              + f" in {zoo.cache_root(args.cache_dir)}", flush=True)
+              + f", {zoo.CONTEXT_LENGTH:,}-token context, in {zoo.cache_root(args.cache_dir)}", flush=True)
     report = run_demo(args.model, n=args.n or (24 if args.quick else None), num_threads=args.threads,
                       cache_dir=args.cache_dir, adapter=args.adapter, display_progress=not args.quick)
     print(report)
@@ -42,8 +42,9 @@ def _zoo(args: argparse.Namespace) -> int:
     print(f"zoo ready in {time.perf_counter() - start:.1f} s")
     for name, folder in folders.items():
         m = zoo.manifest(name, args.cache_dir)
-        print(f"  {name:6} {m['params']:>11,} params  weights sha256 {m['weights_sha256'][:16]}  "
-              f"trained in {m['train_seconds']} s on {m['threads']} threads  {folder}")
+        print(f"  {name:6} {m['params']:>11,} params  context {m['context_length']:,} tokens  "
+              f"weights sha256 {m['weights_sha256'][:16]}  trained in {m['train_seconds']} s on {m['threads']} threads"
+              f"  {folder}")
     return 0
 
 

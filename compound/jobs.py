@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -25,8 +27,10 @@ __all__ = ["Job", "JobStopped", "list_jobs", "start", "subscribe"]
 
 logger = logging.getLogger(__name__)
 
-STATUSES = ("running", "stopping", "done", "failed", "cancelled")
-_FINISHED = ("done", "failed", "cancelled")
+STATUSES = ("running", "stopping", "done", "failed", "stopped")
+_FINISHED = ("done", "failed", "stopped")
+# A wait on the kernel's main thread wakes this often to handle queued widget messages (compound.jupyter.pump).
+_POLL_S = 0.02
 # How many finished jobs the registry remembers (the sidebar shows "recently finished").
 _KEEP_FINISHED = 20
 # Subscribers hear progress/detail changes at most this often per job; status changes are never delayed.
@@ -47,8 +51,9 @@ class Job:
 
     Subclasses override `run()`; plain functions go through `compound.jobs.start(fn, name=...)`.
     `stop()` only asks: the work checks `stop_requested` at its safe points, ends early and keeps its best
-    result so far. A job that ends after a stop request finishes as "cancelled"; `result()` still returns
-    what it kept.
+    result so far. A job that ends after a stop request finishes as "stopped"; `result()` still returns
+    what it kept. Interrupting the kernel (or Ctrl-C) while a cell waits in `result()` or `wait()` stops the job the
+    same way. `watch(fn)` follows one job; `compound.jobs.subscribe` follows them all.
 
     Example:
         >>> class Count(Job):
@@ -80,6 +85,8 @@ class Job:
         self._lock = threading.Lock()
         self._last_notify = 0.0
         self._notify_pending = False
+        self._watchers: tuple[Callable[[Job], None], ...] = ()
+        self._display: Any = None  # a compound.jupyter.display.JobDisplay once display() showed the job
 
     # -- the work ---------------------------------------------------------------------------------------------
     def run(self) -> Any:
@@ -95,7 +102,12 @@ class Job:
             _registry[self.id] = self
             self._order = next(_order)
             _forget_old_jobs()
-        self._thread = threading.Thread(target=self._main, name=f"compound-job-{self.name}", daemon=True)
+        # The job runs in a copy of the caller's context: in a notebook, what it prints lands in the cell that started
+        # it (ipykernel keeps each cell's output target in a context variable), never in whichever cell runs later.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._main,), name=f"compound-job-{self.name}", daemon=True
+        )
         _notify(self)  # before the work starts, so a subscriber can attach to the job before anything happens
         self._thread.start()
         return self
@@ -103,7 +115,7 @@ class Job:
     def _main(self) -> None:
         try:
             self._result = self.run()
-            status = "cancelled" if self._stop.is_set() else "done"
+            status = "stopped" if self._stop.is_set() else "done"
         except BaseException as exc:  # the job thread must always end in a final status
             self.error = exc
             status = "failed"
@@ -113,8 +125,9 @@ class Job:
             if status == "done" and self.progress is not None:
                 self.progress = 1.0
             self.status = status
-            self._finished.set()
+        # Watchers hear the end (a notebook output gets the job's record) before waiters in result() wake up.
         _notify(self)
+        self._finished.set()
 
     # -- control ----------------------------------------------------------------------------------------------
     @property
@@ -125,31 +138,86 @@ class Job:
     def stop(self) -> None:
         """Ask the job to end at its next safe point, keeping its best result so far. Returns at once."""
         with self._lock:
-            if self._finished.is_set() or self._stop.is_set():
+            if self.done() or self._stop.is_set():
                 return
             self._stop.set()
             self.status = "stopping"
         _notify(self)
 
     def done(self) -> bool:
-        return self._finished.is_set()
+        """Whether the job has ended (done, failed or stopped)."""
+        return self.status in _FINISHED
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job ends (or `timeout` seconds pass); returns whether it ended."""
-        return self._finished.wait(timeout)
+        """Block until the job ends (or `timeout` seconds pass); returns whether it ended.
+
+        In a notebook the wait keeps handling widget messages (a Stop click arrives), and interrupting the kernel
+        stops the job and waits for it to wind down (interrupt again to stop waiting).
+        """
+        try:
+            ended = self._wait_listening(timeout)
+        except KeyboardInterrupt:
+            self._stop_after_interrupt()
+            ended = self._wait_listening(timeout)
+        if ended and self._display is not None and threading.current_thread() is threading.main_thread():
+            # Again from the waiting cell: notebook runners (nbconvert, nbval) only apply display updates that
+            # arrive while some cell runs, and the job's own update came from its thread, after its cell had ended.
+            self._display.show_record()
+        return ended
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the job ends and return its result; re-raises the job's error.
 
-        Raises `TimeoutError` if it is still running after `timeout` seconds.
+        Raises `TimeoutError` if it is still running after `timeout` seconds. An interrupt while waiting stops the job
+        and returns what it kept (its best result so far).
         """
-        if not self._finished.wait(timeout):
+        if not self.wait(timeout):
             raise TimeoutError(f"job {self.name!r} is still {self.status} after {timeout} s; call .stop() to end it")
         if self.error is not None:
             raise self.error
         return self._result
 
+    def _wait_listening(self, timeout: float | None) -> bool:
+        poll = _kernel_poller()
+        if poll is None:  # a script, a test, or not the kernel's main thread: nothing to listen to
+            return self._finished.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._finished.is_set():
+            poll()
+            left = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            if left <= 0:
+                break
+            self._finished.wait(left)
+        return self._finished.is_set()
+
+    def _stop_after_interrupt(self) -> None:
+        if self.done():
+            return
+        self.stop()
+        print(
+            f"compound: interrupted; stopping job {self.name!r} at its next safe point (interrupt again to stop waiting)",
+            file=sys.stderr,
+        )
+
     # -- reporting --------------------------------------------------------------------------------------------
+    def watch(self, fn: Callable[[Job], None]) -> Callable[[], None]:
+        """Call `fn(job)` after each change of this job (status, progress, detail, live stats); returns an unwatch.
+
+        Like `subscribe`, callbacks run on the changing thread and must be cheap; their errors are logged.
+        """
+        with self._lock:
+            self._watchers = (*self._watchers, fn)
+
+        def unwatch() -> None:
+            with self._lock:
+                self._watchers = tuple(w for w in self._watchers if w is not fn)
+
+        return unwatch
+
+    def _changed(self) -> None:
+        """Tell this job's watchers (not the process-wide subscribers) that its live stats changed."""
+        _call_all(self._watchers, self)
+
     def update(self, *, progress: float | None = None, detail: str | None = None) -> None:
         """Report progress (0..1) and/or a one-line detail; subscribers hear about it, throttled."""
         if progress is not None:
@@ -199,10 +267,41 @@ class Job:
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
+    # -- in a notebook ----------------------------------------------------------------------------------------
+    def display(self, *, interval: float = 2.0) -> bool:
+        """Show this job under the running notebook cell, and leave its record there when it ends.
+
+        While it runs the output is its live widget (when `compound.widgets` has a view for it and anywidget is
+        installed) or its text and HTML, refreshed every `interval` seconds. When it ends, finished, stopped or
+        failed, the output becomes the job's static record (`_repr_html_` and `summary()`), which a saved notebook,
+        GitHub, VS Code and nbval show without a kernel. Returns False (and shows nothing) outside a notebook kernel.
+
+        Example:
+            >>> start(lambda job: None, name="quiet").display()   # a script: nothing to show
+            False
+        """
+        if "ipykernel" not in sys.modules:
+            return False
+        from compound.jupyter.display import JobDisplay
+
+        self._display = JobDisplay.show(self, interval=interval)
+        return self._display is not None
+
+    def summary(self) -> str:
+        """The job's record as text: what the output cell keeps when the job ends."""
+        error = f"\n{type(self.error).__name__}: {self.error}" if self.error is not None else ""
+        return f"{self!r}{error}"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return f"<pre>{html.escape(self.summary())}</pre>"
+
     def __repr__(self) -> str:
         progress = "" if self.progress is None else f" {self.progress:.0%}"
         detail = f" · {self.detail}" if self.detail else ""
-        return f"<{type(self).__name__} {self.name!r} {self.status}{progress} {self.elapsed_s:.1f}s{detail}>"
+        kind = "Job" if type(self) is _FunctionJob else type(self).__name__  # start(fn) makes plain jobs
+        return f"<{kind} {self.name!r} {self.status}{progress} {self.elapsed_s:.1f}s{detail}>"
 
 
 class _FunctionJob(Job):
@@ -261,11 +360,25 @@ def subscribe(callback: Callable[[Job], None]) -> Callable[[], None]:
 
 
 def _notify(job: Job) -> None:
-    for callback in _subscribers:
+    _call_all(job._watchers, job)
+    _call_all(_subscribers, job)
+
+
+def _call_all(callbacks: tuple[Callable[[Job], None], ...], job: Job) -> None:
+    for callback in callbacks:
         try:
             callback(job)
         except Exception:
             logger.warning("job subscriber %r failed", callback, exc_info=True)
+
+
+def _kernel_poller() -> Callable[[], int] | None:
+    """compound.jupyter.pump.poll_kernel when this thread is a Jupyter kernel's main thread, else None."""
+    if threading.current_thread() is not threading.main_thread() or "ipykernel" not in sys.modules:
+        return None
+    from compound.jupyter.pump import poll_kernel
+
+    return poll_kernel
 
 
 def _forget_old_jobs() -> None:

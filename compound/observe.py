@@ -3,10 +3,10 @@
 This is the layer under every view: `optimize`, `tune`, `route`, `curate` and `jobs` fill these models, and
 `compound.widgets` (above them all) shows them.
 
-They hold the data, are safe to update from any thread, print as text and render as HTML, so they work the same
-in a script, in a test, in nbval and in a notebook. In a live notebook their rich repr is the matching widget
-(`compound.widgets.ProgressWidget`, ...), which follows the model as it changes. This module imports nothing
-from Jupyter.
+They hold the data, are safe to update from any thread, print as text and render as static HTML (a chart as inline
+SVG), so they work the same in a script, in a test, in nbval, on GitHub and in a notebook. In a live notebook
+`compound.widgets` registers a widget for each model type (`compound.widgets.VIEWS`), which follows the model as it
+changes. This module imports nothing from Jupyter and nothing from `compound.widgets`.
 
 Example:
     >>> bar = Progress(total=4, description="bootstrap")
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Column", "LineChart", "Progress", "Table"]
+__all__ = ["Column", "LineChart", "Progress", "Table", "chart_svg"]
 
 
 class Observable:
@@ -57,13 +57,6 @@ class Observable:
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(repr(self))}</pre>"
-
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        bundle = {"text/plain": repr(self), "text/html": self._repr_html_()}
-        from compound.widgets._live import live_view_bundle  # imports Jupyter only when a kernel is running
-
-        bundle.update(live_view_bundle(self))
-        return bundle
 
 
 def _clock(seconds: float) -> str:
@@ -199,6 +192,68 @@ class LineChart(Observable):
                 parts.append(f"{name}: {_sparkline(ys)} last={ys[-1]:.4g} max={max(ys):.4g} (n={len(ys)})")
         head = self.title or "LineChart"
         return head + ("\n  " + "\n  ".join(parts) if parts else " (no points yet)")
+
+    def _repr_html_(self) -> str:
+        title = f"<div><b>{html.escape(self.title)}</b></div>" if self.title else ""
+        return f'<div class="compound-chart">{title}{chart_svg(self)}</div>'
+
+
+# Series colours of the static SVG; the same order as compound/widgets/chart.js.
+SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
+
+
+def chart_svg(chart: LineChart, width: int = 520, height: int = 200) -> str:
+    """The chart as one inline `<svg>` (axes, min/max ticks, a polyline per series, a legend): no script, no kernel.
+
+    Example:
+        >>> chart = LineChart(title="score"); chart.add_point("score", 1, 0.5); chart.add_point("score", 2, 0.75)
+        >>> chart_svg(chart).startswith("<svg") and chart_svg(chart).count("<polyline") == 1
+        True
+    """
+    snap = chart.snapshot()
+    left, right, top, bottom = 44, 12, 12, 40
+    x0, x1, y0, y1 = left, width - right, height - bottom, top
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="compound-chart-svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" role="img" aria-label="{html.escape(snap["title"] or "chart")}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#888"/>',
+             f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#888"/>',
+             f'<text x="{(x0 + x1) / 2}" y="{height - 22}" text-anchor="middle" fill="#666">'
+             f'{html.escape(snap["x_label"])}</text>']
+    points = [p for s in snap["series"] for p in s["points"]]
+    if points:
+        xmin, xmax = min(p[0] for p in points), max(p[0] for p in points)
+        ymin, ymax = min(p[1] for p in points), max(p[1] for p in points)
+        if xmin == xmax:
+            xmin, xmax = xmin - 1, xmax + 1
+        if ymin == ymax:
+            ymin, ymax = ymin - 0.5, ymax + 0.5
+
+        def sx(x: float) -> float:
+            return x0 + (x - xmin) / (xmax - xmin) * (x1 - x0)
+
+        def sy(y: float) -> float:
+            return y0 - (y - ymin) / (ymax - ymin) * (y0 - y1)
+
+        for value, y in ((ymin, y0), (ymax, y1 + 8)):
+            parts.append(f'<text x="{x0 - 4}" y="{y:.1f}" text-anchor="end" fill="#666">{value:.3g}</text>')
+        for value, anchor in ((xmin, "start"), (xmax, "end")):
+            parts.append(f'<text x="{sx(value):.1f}" y="{y0 + 14}" text-anchor="{anchor}" fill="#666">{value:.3g}</text>')
+        legend_x = x0
+        for i, series in enumerate(snap["series"]):
+            color = SERIES_COLORS[i % len(SERIES_COLORS)]
+            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in series["points"])
+            name = html.escape(series["name"])
+            parts.append(f'<polyline data-series="{name}" points="{coords}" fill="none" stroke="{color}" stroke-width="2"/>')
+            if len(series["points"]) <= 60:
+                parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{color}"/>' for x, y in series["points"]]
+            parts.append(f'<rect x="{legend_x}" y="{height - 10}" width="10" height="8" fill="{color}"/>'
+                         f'<text x="{legend_x + 14}" y="{height - 2}" fill="#444">{name}</text>')
+            legend_x += 24 + 7 * len(series["name"])
+    else:
+        parts.append(f'<text x="{(x0 + x1) / 2}" y="{(y0 + y1) / 2}" text-anchor="middle" fill="#666">no points yet</text>')
+    parts.append("</svg>")
+    return "".join(parts)
 
 
 def _thin(points: list[tuple[float, float]], limit: int) -> list[list[float]]:

@@ -11,7 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 
 import torch
 
@@ -42,7 +44,8 @@ def tiny_tokenizer(vocab_size: int = 384, extra_corpus: tuple[str, ...] = ()):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,  # its progress bar prints blank lines off a terminal (and into doctest output)
     )
     tok.train_from_iterator([*_CORPUS * 4, *extra_corpus], trainer=trainer)
     fast = PreTrainedTokenizerFast(
@@ -175,3 +178,107 @@ def word_tokenizer(vocab_size: int):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", bos_token="<|bos|>", eos_token="<|end|>")
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+class ScriptedEngine:
+    """A DSPy `Engine` that answers with scripted replies, in order, streamed in `chunk`-character deltas.
+
+    For testing what sits around a model (adapters, stream listeners, callbacks) with exact, known model output, as
+    DSPy's `DummyLM` does for ChatAdapter. Tests of model behaviour use the zoo or `tiny_llama` instead.
+
+    Example:
+        >>> import dspy
+        >>> from compound.testing import scripted_lm
+        >>> lm = scripted_lm(["answer: Paris"])
+        >>> lm("What is the capital of France?")
+        ['answer: Paris']
+    """
+
+    def __init__(self, replies: list[str], chunk: int = 3):
+        self.replies, self.chunk, self.requests = list(replies), chunk, []
+
+    def _next_reply(self, request) -> str:
+        self.requests.append(request)
+        if not self.replies:
+            raise RuntimeError(f"ScriptedEngine ran out of replies after {len(self.requests) - 1} requests")
+        return self.replies.pop(0)
+
+    def complete(self, request):
+        from dspy.lm15 import Message, Response, TextPart, Usage
+
+        text = self._next_reply(request)
+        return Response(id=None, model=request.model, message=Message.assistant(TextPart(text)), finish_reason="stop",
+                        usage=Usage(input_tokens=1, output_tokens=max(1, len(text) // self.chunk)))
+
+    def stream(self, request):
+        from dspy.lm15 import StreamDeltaEvent, StreamEndEvent, StreamStartEvent, TextDelta, Usage
+
+        text = self._next_reply(request)
+        yield StreamStartEvent(model=request.model)
+        for start in range(0, len(text), self.chunk):
+            yield StreamDeltaEvent(TextDelta(text[start : start + self.chunk]))
+        yield StreamEndEvent(finish_reason="stop", usage=Usage(input_tokens=1, output_tokens=1))
+
+    def close(self) -> None:
+        pass
+
+
+def scripted_lm(replies: list[str], chunk: int = 3, **lm_kwargs):
+    """A `dspy.LM` over a `ScriptedEngine` (no cache, so every call takes the next reply)."""
+    import dspy
+
+    lm_kwargs.setdefault("cache", False)
+    return dspy.LM("local/scripted", engine=ScriptedEngine(replies, chunk), **lm_kwargs)
+
+
+def reverse_chats(n: int = 64, seed: int = 0) -> list[dict]:
+    """Chat data a tiny random model can learn fast: reverse three words (`cp.finetune` of an LM takes this form).
+
+    Example:
+        >>> reverse_chats(1)[0]["messages"][-1]
+        {'role': 'assistant', 'content': 'red sun two'}
+    """
+    import random
+
+    rng = random.Random(seed)
+    words = ["red", "blue", "green", "fox", "dog", "one", "two", "yes", "no", "sun"]
+    rows = []
+    for _ in range(n):
+        w = rng.sample(words, 3)
+        rows.append({"messages": [{"role": "system", "content": "Answer."}, {"role": "user", "content": " ".join(w)},
+                                  {"role": "assistant", "content": " ".join(reversed(w))}]})
+    return rows
+
+
+def tiny_served_lm(name: str, seed: int = 0, **lm_kwargs):
+    """A random tiny Llama served by compound as a `dspy.LM` named `local/<name>` (examples that fine-tune it)."""
+    from compound.lm import LM
+
+    model, tok = tiny_llama(seed)
+    lm_kwargs.setdefault("cache", False)
+    return LM(model, tokenizer=tok, name=name, **lm_kwargs)
+
+
+@contextlib.contextmanager
+def dspy_settings_restored() -> Iterator[None]:
+    """Run a block that may `dspy.configure(...)` as a user would, then put DSPy's global settings back as they were.
+
+    Example:
+        >>> import dspy
+        >>> before = dspy.settings.adapter
+        >>> with dspy_settings_restored():
+        ...     dspy.configure(adapter=dspy.JSONAdapter())
+        >>> dspy.settings.adapter is before
+        True
+    """
+    import importlib
+
+    import dspy
+
+    config = importlib.import_module("dspy.dsp.utils.settings").main_thread_config  # the module, not `settings`
+    before = dict(config)
+    try:
+        yield
+    finally:
+        if dict(config) != before:
+            dspy.configure(**{key: before.get(key) for key in {*before, *config}})

@@ -1,11 +1,6 @@
-import os
-
 import pytest
 
-# Tests never reach a model hub: everything they load is built here or shipped in a package.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The offline environment (no model hub) is set for every test and doctest in the repository's conftest.py.
 
 
 def pytest_collection_modifyitems(config, items):

@@ -58,3 +58,12 @@ def test_console_entry_point_is_declared():
 
     (script,) = [e for e in entry_points(group="console_scripts") if e.name == "compound"]
     assert script.value == "compound.cli:main"
+
+
+@pytest.mark.slow
+def test_zoo_command_states_each_models_size_and_context(zoo):
+    out = run_cli("zoo")
+    assert out.returncode == 0, out.stderr[-3000:]
+    for name in ("tiny", "small"):
+        assert re.search(rf"^  {name}\s+[\d,]+ params  context 1,024 tokens  weights sha256 [0-9a-f]{{16}}", out.stdout, re.M), \
+            out.stdout

@@ -12,15 +12,15 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
-from compound.jupyter.bridge import COMM_TARGET, KernelBridge, handle_on_frontend_subshell
+from compound.jupyter.bridge import COMM_TARGET, KernelBridge
 from compound.jupyter.snapshot import kernel_snapshot
 
 __all__ = [
     "COMM_TARGET",
     "KernelBridge",
-    "handle_on_frontend_subshell",
     "in_jupyter_kernel",
     "kernel_bridge",
     "kernel_snapshot",
@@ -49,7 +49,10 @@ def start_kernel_bridge() -> KernelBridge | None:
     global _bridge
     if _bridge is None and in_jupyter_kernel():
         _bridge = KernelBridge()
-        _bridge.register()
+        # The sidebar lives in frontends of a Jupyter server, whose sessions name their kernels (JPY_SESSION_NAME).
+        # Headless runs (nbconvert, nbclient, papermill) have no sidebar, and they log a warning for every comm
+        # a kernel opens to a target they do not know: announce nothing there.
+        _bridge.register(announce=bool(os.environ.get("JPY_SESSION_NAME")))
     return _bridge
 
 

@@ -8,12 +8,15 @@ sees an open `compound` comm in `comm_info_reply` and opens its own. Snapshots g
 
 Messages, kernel -> frontend: {"type": "snapshot", models, jobs, device, pid, time} (see snapshot.py) and
 {"type": "cancelled", "job_id", "ok", "error"}. Frontend -> kernel: {"type": "cancel", "job_id"} and
-{"type": "refresh"}.
+{"type": "refresh", "interval_s"}: a sidebar asks for a snapshot at least every `interval_s` seconds (its refresh
+interval), and that doubles as its heartbeat. A page that reloads or closes never says goodbye, so a comm not heard
+from for `lease_s` (at least three of its intervals, and at least `min_lease_s`, since browsers slow the timers of
+background tabs to one a minute) is dropped: the kernel stops feeding pages that are gone.
 
 Threads: snapshots are built and sent by one daemon thread, at most every `min_gap_s`, when something changed
-or every `heartbeat_s`; job changes only set an Event, so the job's own thread never waits on us. Cancel arrives
-on whatever thread ipykernel dispatches the comm message on: with JupyterLab >= 4.4 and ipykernel >= 7 that is a
-kernel subshell thread ("commsOverSubshells"), so Cancel works even while a cell blocks the main shell.
+or every `heartbeat_s`; job changes only set an Event, so the job's own thread never waits on us. Cancel arrives on
+whatever thread ipykernel dispatches the comm message on: a kernel subshell, or the main shell, where compound's own
+waits (`job.result()`) handle it while a cell blocks (`compound.jupyter.pump`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from typing import Any
 
 from compound.jupyter.snapshot import find_job, kernel_snapshot
@@ -29,32 +33,17 @@ COMM_TARGET = "compound"
 log = logging.getLogger(__name__)
 
 
-def _subshell_the_frontend_chose(_data: Any, requested_subshell_id: str | None) -> str | None:
-    return requested_subshell_id
-
-
-def handle_on_frontend_subshell(comm: Any) -> Any:
-    """Let a comm's incoming messages run on the subshell the frontend sent them to; returns the comm.
-
-    ipykernel >= 7 routes a comm's messages to the subshell that last *sent* on it (meant for widgets awaiting
-    replies). A comm whose kernel side sends from the main shell or a background thread therefore gets its
-    clicks queued behind a running cell. Use this for Stop/Cancel-style comms (also a widget's `widget.comm`).
-
-    Example:
-        >>> handle_on_frontend_subshell(widget.comm)  # doctest: +SKIP
-    """
-    comm._reply_subshell_for = _subshell_the_frontend_chose
-    return comm
-
-
 class KernelBridge:
     """Keeps every open `compound` comm fed with rate-limited kernel snapshots."""
 
-    def __init__(self, min_gap_s: float = 0.25, heartbeat_s: float = 5.0, poll_s: float = 1.0):
+    def __init__(self, min_gap_s: float = 0.25, heartbeat_s: float = 5.0, poll_s: float = 1.0,
+                 min_lease_s: float = 180.0):
         self.min_gap_s = min_gap_s
         self.heartbeat_s = heartbeat_s
         self.poll_s = poll_s
+        self.min_lease_s = min_lease_s
         self._comms: dict[str, Any] = {}
+        self._leases: dict[str, float] = {}  # frontend comm id -> monotonic time after which it counts as gone
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._force = False
@@ -63,33 +52,57 @@ class KernelBridge:
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
         self.sent = 0  # number of snapshots sent, for tests and the curious
+        self._warned = False
 
     # -- comms ---------------------------------------------------------------------------------------------
-    def register(self, comm_manager: Any = None, create_comm: Any = None) -> None:
-        """Register the comm target and announce this kernel to frontends (idempotent per manager)."""
+    def register(self, comm_manager: Any = None, create_comm: Any = None, *, announce: bool = True) -> None:
+        """Register the comm target and, with `announce`, tell frontends this kernel has compound (idempotent)."""
         import comm as comm_package
 
         manager = comm_manager or comm_package.get_comm_manager()
         manager.register_target(COMM_TARGET, self._on_frontend_open)
-        announce = (create_comm or comm_package.create_comm)(target_name=COMM_TARGET, data=kernel_snapshot())
-        self.attach(announce)
+        if announce:
+            self.attach((create_comm or comm_package.create_comm)(target_name=COMM_TARGET, data=kernel_snapshot()))
 
-    def attach(self, comm: Any) -> None:
-        # Our sends come from the publisher thread or the main shell; without this, Cancel would wait for the cell.
-        handle_on_frontend_subshell(comm)
-        comm.on_msg(self._on_msg)
+    def attach(self, comm: Any, *, lease_s: float | None = None) -> None:
+        """Feed `comm` snapshots; with `lease_s`, drop it unless the frontend speaks again within that time."""
+        comm.on_msg(lambda msg, comm_id=comm.comm_id: self._on_msg(msg, comm_id))
         comm.on_close(lambda _msg, comm_id=comm.comm_id: self._detach(comm_id))
         with self._lock:
             self._comms[comm.comm_id] = comm
+            if lease_s is not None:
+                self._leases[comm.comm_id] = time.monotonic() + lease_s
         self._ensure_thread()
         self.push(force=True)
 
-    def _on_frontend_open(self, comm: Any, _open_msg: dict) -> None:
-        self.attach(comm)
+    def _on_frontend_open(self, comm: Any, open_msg: dict) -> None:
+        data = open_msg.get("content", {}).get("data", {}) or {}
+        self.attach(comm, lease_s=self._lease_for(data))
+
+    def _lease_for(self, data: dict) -> float:
+        interval = data.get("interval_s")
+        interval = float(interval) if isinstance(interval, (int, float)) and interval > 0 else self.heartbeat_s
+        return max(self.min_lease_s, 3 * interval)
 
     def _detach(self, comm_id: str) -> None:
         with self._lock:
             self._comms.pop(comm_id, None)
+            self._leases.pop(comm_id, None)
+
+    def drop_silent_comms(self, now: float | None = None) -> list[str]:
+        """Close the frontend comms whose lease ran out (pages reloaded or closed); returns their ids."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            gone = [comm_id for comm_id, until in self._leases.items() if until < now]
+            comms = [self._comms.pop(comm_id) for comm_id in gone if comm_id in self._comms]
+            for comm_id in gone:
+                self._leases.pop(comm_id, None)
+        for comm in comms:
+            try:
+                comm.close()
+            except Exception:  # the kernel may be shutting down
+                log.debug("closing a silent compound comm failed", exc_info=True)
+        return gone
 
     @property
     def comm_ids(self) -> list[str]:
@@ -97,9 +110,12 @@ class KernelBridge:
             return list(self._comms)
 
     # -- frontend -> kernel ------------------------------------------------------------------------------
-    def _on_msg(self, msg: dict) -> None:
+    def _on_msg(self, msg: dict, comm_id: str | None = None) -> None:
         data = msg.get("content", {}).get("data", {}) or {}
         kind = data.get("type")
+        with self._lock:
+            if comm_id in self._leases:  # the page is alive: renew its lease
+                self._leases[comm_id] = time.monotonic() + self._lease_for(data)
         if kind == "cancel":
             self._broadcast(self.cancel(str(data.get("job_id", ""))))
             self.push(force=True)
@@ -167,12 +183,11 @@ class KernelBridge:
             self._thread.start()
 
     def _run(self) -> None:
-        import time
-
         last_sent = 0.0
         while not self._stopped.is_set():
             self._wake.wait(self.poll_s)
             self._wake.clear()
+            self.drop_silent_comms()
             if not self.comm_ids:
                 continue
             gap = self.min_gap_s - (time.monotonic() - last_sent)
@@ -184,7 +199,9 @@ class KernelBridge:
                 if self.publish_once():
                     last_sent = time.monotonic()
             except Exception:  # a bad snapshot (e.g. a model mid-load) must not kill the publisher
-                log.warning("compound sidebar snapshot failed", exc_info=True)
+                # Said once per kernel: this thread's log lands in whichever cell runs, so it must not repeat.
+                (log.debug if self._warned else log.warning)("compound sidebar snapshot failed", exc_info=True)
+                self._warned = True
 
     def close(self) -> None:
         """Stop publishing and close every comm (used by tests and %unload_ext)."""
@@ -196,6 +213,9 @@ class KernelBridge:
         with self._lock:
             comms, self._comms = list(self._comms.values()), {}
         for comm in comms:
-            comm.close()
+            try:
+                comm.close()
+            except Exception:  # already gone with its kernel or frontend
+                log.debug("closing a compound comm failed", exc_info=True)
         if self._thread is not None:
             self._thread.join(timeout=2)

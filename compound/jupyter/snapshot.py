@@ -13,17 +13,29 @@ from typing import Any
 
 
 def model_snapshots() -> list[dict[str, Any]]:
-    """`LoadedModel.snapshot()` of every model compound loaded in this process ([] before any)."""
-    lm = sys.modules.get("compound.lm")
-    loaded_models = getattr(lm, "loaded_models", None)
+    """`LoadedModel.snapshot()` of every model compound loaded in this process ([] before any), with its context size."""
+    loading = _imported("compound.lm.loading")  # compound.lm itself loads lazily: ask its registry module
+    loaded_models = getattr(loading, "loaded_models", None)
     if loaded_models is None:
         return []
-    return [_jsonable(m.snapshot()) for m in loaded_models()]
+    return [_jsonable({**m.snapshot(), "context_tokens": context_tokens(m)}) for m in loaded_models()]
+
+
+def context_tokens(loaded: Any) -> int | None:
+    """Prompt + output tokens one call may use: the engine's `max_seq_len` (the model's limit when no engine runs yet)."""
+    engine = getattr(loaded, "_engine", None)
+    config = getattr(engine, "config", None)
+    if config is not None:
+        return config.max_seq_len
+    configured = getattr(getattr(loaded, "engine_config", None), "max_seq_len", None)
+    limit = getattr(getattr(getattr(loaded, "model", None), "config", None), "max_position_embeddings", None)
+    sizes = [size for size in (configured, limit) if size]
+    return min(sizes) if sizes else None
 
 
 def job_snapshots() -> list[dict[str, Any]]:
     """`Job.snapshot()` of running and recently finished background jobs ([] before compound.jobs is used)."""
-    jobs = sys.modules.get("compound.jobs")
+    jobs = _imported("compound.jobs")
     if jobs is None:
         return []
     return [_jsonable(job.snapshot()) for job in jobs.list_jobs()]
@@ -38,8 +50,9 @@ def find_job(job_id: str) -> Any | None:
 
 def device_memory() -> dict[str, Any]:
     """Free/total GPU memory when torch already uses CUDA, else this process's resident memory."""
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+    torch = _imported("torch")
+    cuda = getattr(torch, "cuda", None)  # None while the main thread is still importing torch
+    if cuda is not None and cuda.is_available() and cuda.is_initialized():
         free, total = torch.cuda.mem_get_info()
         return {
             "kind": "cuda",
@@ -48,6 +61,14 @@ def device_memory() -> dict[str, Any]:
             "total_bytes": int(total),
         }
     return {"kind": "cpu", "name": "process RSS", "used_bytes": _process_rss(), "total_bytes": _machine_memory()}
+
+
+def _imported(name: str) -> Any | None:
+    """An already imported module, or None while it is missing or still being imported (by another thread)."""
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
+    return module
 
 
 def kernel_snapshot() -> dict[str, Any]:

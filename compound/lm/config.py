@@ -25,6 +25,7 @@ class EngineConfig:
     kv_cache_gb: float | None = None  # slots' K/V: 30% of free GPU memory on CUDA, 0.5 GB on CPU
     cpu_threads: int | None = None  # torch threads of the scheduler thread on CPU (see `resolved`)
     cuda_graphs: bool = True  # replay captured decode steps on CUDA (checked against eager on first use)
+    trust_architecture: bool = False  # serve a model type no parity test covers (see compound.lm.architecture)
 
     def resolved(self, model, device: torch.device) -> "EngineConfig":
         """Fill every `None` for this model on this device."""

@@ -12,7 +12,8 @@ import logging
 
 import torch
 
-from compound.lm.kv import KVView, SlotKVCache, attention_mask
+from compound.lm.architecture import AttentionLayout
+from compound.lm.kv import KVView, SlotKVCache
 
 log = logging.getLogger("compound.lm")
 
@@ -26,8 +27,8 @@ def _buckets(limit: int, start: int) -> list[int]:
 
 
 class DecodeGraphs:
-    def __init__(self, model, kv: SlotKVCache, cache_kw: str):
-        self.model, self.kv, self.cache_kw = model, kv, cache_kw
+    def __init__(self, model, kv: SlotKVCache, cache_kw: str, layout: AttentionLayout):
+        self.model, self.kv, self.cache_kw, self.layout = model, kv, cache_kw, layout
         self.device = kv.kv.device
         self.batch_buckets = _buckets(kv.num_slots, 1)
         self.kv_buckets = _buckets(kv.max_len, 128)
@@ -44,7 +45,7 @@ class DecodeGraphs:
         write_pos = torch.where(pos >= 0, pos, self.kv.scratch)
         view = KVView(self.kv.kv, None, write_pos, kv_len, rows_tensor=self.rows[:b])
         out = self.model(
-            input_ids=self.ids[:b], position_ids=pos.clamp(min=0), attention_mask=attention_mask(pos, kv_len, self.kv.kv.dtype),
+            input_ids=self.ids[:b], position_ids=pos.clamp(min=0), attention_mask=self.layout.masks(pos, kv_len, self.kv.kv.dtype),
             use_cache=True, logits_to_keep=1, **{self.cache_kw: view},
         )
         return out.logits[:, -1, :]

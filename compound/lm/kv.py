@@ -8,6 +8,7 @@ Position T is a scratch column: padding tokens write there and nothing ever read
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import torch
 
@@ -33,6 +34,10 @@ class SlotKVCache:
 
     def view(self, rows: list[int], write_pos: torch.Tensor, kv_len: int) -> "KVView":
         return KVView(self.kv, rows, write_pos, kv_len)
+
+    def release(self) -> None:
+        """Drop the memory (a stopped engine); the cache is unusable afterwards."""
+        self.kv = self.kv.new_empty(0)
 
 
 class KVView:
@@ -72,31 +77,31 @@ class KVView:
         return self.kv_len
 
 
-def attention_mask(query_pos: torch.Tensor, kv_len: int, dtype: torch.dtype) -> torch.Tensor:
-    """Additive mask (B, 1, Q, kv_len): a query at position p sees keys 0..p of its own row.
-
-    Padding queries carry position -1 and see key 0 only, so no row is all -inf (that would give NaN).
-    """
-    keys = torch.arange(kv_len, device=query_pos.device)
-    allowed = keys[None, None, :] <= query_pos.clamp(min=0)[:, :, None]  # (B, Q, kv_len)
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=query_pos.device)
-    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask[:, None]
+@dataclass(slots=True)
+class _Block:
+    pool_index: int
+    parent: int | None  # key of the block before it in the prompt (None: the first block)
+    tokens: tuple[int, ...]
+    children: int = 0  # cached blocks whose parent this is; only childless blocks (leaves) are evicted
 
 
 class PrefixCache:
-    """K/V of prompt blocks already computed, keyed by a hash of the whole token prefix up to each block.
+    """K/V of prompt blocks already computed, shared between prompts that start the same way.
 
     Every call of one DSPy predictor starts with the same system prompt and demos; those blocks are copied into the new
-    sequence's slot instead of being prefilled again. Blocks are shared between prompts (no duplicates) and evicted
-    least-recently-used. The adapter is part of the hash: the same tokens give other K/V under another adapter.
+    sequence's slot instead of being prefilled again. A block is keyed by a hash of the whole prefix up to its end,
+    and a match is checked against the block's own tokens and its parent, so a hash collision is a miss, never
+    another prompt's K/V. Blocks form chains (a tree over shared prefixes); eviction takes the least recently used
+    leaf, so a chain shrinks from its end and no cached block is ever stranded without its parent.
+    The adapter is part of the root hash: the same tokens give other K/V under another adapter.
     """
 
     def __init__(self, kv: SlotKVCache, block_size: int, num_blocks: int):
         L, _, _, H, _, D = kv.kv.shape
         self.kv, self.block_size, self.num_blocks = kv, block_size, num_blocks
         self.pool = torch.zeros(num_blocks, L, 2, H, block_size, D, dtype=kv.kv.dtype, device=kv.kv.device)
-        self._index: OrderedDict[int, int] = OrderedDict()  # prefix hash -> pool block, LRU order
+        self._blocks: dict[int, _Block] = {}
+        self._leaves: OrderedDict[int, None] = OrderedDict()  # childless blocks, least recently used first
         self._free = list(range(num_blocks - 1, -1, -1))
 
     @property
@@ -104,52 +109,110 @@ class PrefixCache:
         return self.pool.numel() * self.pool.element_size()
 
     def block_hashes(self, tokens: list[int], adapter: str | None) -> list[int]:
-        """One hash per full block of `tokens`, each covering the whole prefix up to the end of its block."""
+        """One key per full block of `tokens`, each covering the whole prefix up to the end of its block."""
         h, out, bs = hash(("compound-prefix", adapter)), [], self.block_size
         for j in range(len(tokens) // bs):
             h = hash((h, tuple(tokens[j * bs : (j + 1) * bs])))
             out.append(h)
         return out
 
-    def cached_blocks(self, hashes: list[int]) -> int:
-        """How many leading blocks of a prompt are in the cache."""
+    def _match(self, hashes: list[int], tokens: list[int], j: int) -> _Block | None:
+        block = self._blocks.get(hashes[j])
+        bs = self.block_size
+        if block is None or block.parent != (hashes[j - 1] if j else None):
+            return None
+        return block if block.tokens == tuple(tokens[j * bs : (j + 1) * bs]) else None
+
+    def cached_blocks(self, hashes: list[int], tokens: list[int]) -> int:
+        """How many leading blocks of a prompt are in the cache (checked token by token)."""
         n = 0
-        while n < len(hashes) and hashes[n] in self._index:
+        while n < len(hashes) and self._match(hashes, tokens, n) is not None:
             n += 1
         return n
 
-    def load_into(self, hashes: list[int], n_tokens: int, slot: int) -> int:
-        """Copy the longest cached prefix into `slot`; returns how many tokens it covers.
+    def _touch(self, hashes: list[int]) -> None:
+        for h in hashes:  # root to leaf: only leaves are ordered, parents outlive them by construction
+            if h in self._leaves:
+                self._leaves.move_to_end(h)
 
-        At most `(n_tokens - 1)` tokens are reused: the last one is always computed, its logits give the next token.
+    def load_into(self, hashes: list[int], tokens: list[int], slot: int) -> int:
+        """Copy the longest cached prefix of `tokens` into `slot`; returns how many tokens it covers.
+
+        At most `len(tokens) - 1` tokens are reused: the last one is always computed, its logits give the next token.
         """
-        m = min(self.cached_blocks(hashes), (n_tokens - 1) // self.block_size)
+        m = min(self.cached_blocks(hashes, tokens), (len(tokens) - 1) // self.block_size)
         if m == 0:
             return 0
-        for h in reversed(hashes[:m]):  # parents end up most recent, so they outlive their children
-            self._index.move_to_end(h)
-        idx = torch.tensor([self._index[h] for h in hashes[:m]], device=self.pool.device)
+        self._touch(hashes[:m])
+        idx = torch.tensor([self._blocks[h].pool_index for h in hashes[:m]], device=self.pool.device)
         got = self.pool.index_select(0, idx)  # (m, L, 2, H, bs, D)
         _, L, _, H, bs, D = got.shape
         n = m * bs
         self.kv.kv[:, :, slot, :, :n] = got.permute(1, 2, 3, 0, 4, 5).reshape(L, 2, H, n, D)
         return n
 
-    def store_from(self, hashes: list[int], slot: int) -> None:
-        """Remember the blocks `hashes` of the sequence in `slot` (their K/V must be computed)."""
+    def store_from(self, hashes: list[int], tokens: list[int], slot: int) -> None:
+        """Remember the blocks `hashes` of `tokens`, whose K/V sit computed in `slot`."""
         if not self.num_blocks:
             return
         bs = self.block_size
         for j, h in enumerate(hashes):
-            if h in self._index:
-                self._index.move_to_end(h)
+            if self._match(hashes, tokens, j) is not None:
+                self._touch([h])
                 continue
-            if self._free:
-                b = self._free.pop()
-            else:
-                _, b = self._index.popitem(last=False)
+            if h in self._blocks:  # a hash collision with another prefix: keep the cached one, stop here
+                return
+            parent = self._blocks.get(hashes[j - 1]) if j else None
+            if j and parent is None:  # the parent could not be stored: its children must not be either
+                return
+            if parent is not None:  # pin the parent first, so making room never evicts it
+                parent.children += 1
+                self._leaves.pop(hashes[j - 1], None)
+            b = self._allocate()
+            if b is None:
+                if parent is not None:
+                    self._unlink_child(hashes[j - 1])
+                return
             self.pool[b] = self.kv.kv[:, :, slot, :, j * bs : (j + 1) * bs]
-            self._index[h] = b
+            self._blocks[h] = _Block(b, hashes[j - 1] if j else None, tuple(tokens[j * bs : (j + 1) * bs]))
+            self._leaves[h] = None
+
+    def _allocate(self) -> int | None:
+        if self._free:
+            return self._free.pop()
+        if not self._leaves:
+            return None
+        key, _ = self._leaves.popitem(last=False)
+        block = self._blocks.pop(key)
+        if block.parent is not None:
+            self._unlink_child(block.parent)
+        return block.pool_index
+
+    def _unlink_child(self, parent_key: int) -> None:
+        parent = self._blocks[parent_key]
+        parent.children -= 1
+        if parent.children == 0:  # a leaf again; it was last used when its child was, so it goes first
+            self._leaves[parent_key] = None
+            self._leaves.move_to_end(parent_key, last=False)
+
+    def check(self) -> None:
+        """Assert the bookkeeping is whole: every block is free or cached, every cached block's parent is cached,
+        child counts and leaves agree. The reliability tests call it after every storm."""
+        assert len(self._free) + len(self._blocks) == self.num_blocks, "a K/V block leaked"
+        assert len(set(self._free) | {b.pool_index for b in self._blocks.values()}) == self.num_blocks
+        counts: dict[int, int] = {}
+        for b in self._blocks.values():
+            if b.parent is not None:
+                assert b.parent in self._blocks, "a cached block lost its parent"
+                counts[b.parent] = counts.get(b.parent, 0) + 1
+        for key, b in self._blocks.items():
+            assert b.children == counts.get(key, 0) and ((b.children == 0) == (key in self._leaves))
+
+    def release(self) -> None:
+        self.pool = self.pool.new_empty(0)
+        self._blocks.clear()
+        self._leaves.clear()
+        self._free, self.num_blocks = [], 0
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._blocks)

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from compound.lm.errors import InvalidRequestError
+
 MIXED = -1  # LoraBank.mode: rows use different slots
 
 
@@ -331,7 +333,7 @@ class ServedAdapters:
             return name
         adapter = self.get(name)
         if adapter is None:
-            raise ValueError(f"adapter {name!r} is not loaded on this model (loaded: {self.names() or 'none'}); "
+            raise InvalidRequestError(f"adapter {name!r} is not loaded on this model (loaded: {self.names() or 'none'}); "
                              "load it with cp.adapters.load(...) or fine-tune it first")
         return adapter
 
@@ -347,15 +349,15 @@ class ServedAdapters:
         with self._lock:
             return self.bank.make_resident(adapter, {s.adapter for s in running})
 
-    def load_prefix(self, seq, kv) -> int:
-        """Copy a prefix/prompt-tuning adapter's K/V into the sequence's slot; returns the positions now computed."""
+    def load_prefix(self, seq, kv, slot: int) -> int:
+        """Copy a prefix/prompt-tuning adapter's K/V into `slot` (the sequence's); returns the positions now computed."""
         adapter = seq.adapter
         if adapter is None or adapter.kind != "prefix" or seq.num_computed >= adapter.virtual_tokens:
             return seq.num_computed
         if adapter.prefix_kv is None:
             adapter.prefix_kv = self._prompt_kv(adapter.prompt_embeddings)
         p = adapter.virtual_tokens
-        kv.kv[:, :, seq.slot, :, :p] = adapter.prefix_kv.to(kv.kv.device, kv.kv.dtype)
+        kv.kv[:, :, slot, :, :p] = adapter.prefix_kv.to(kv.kv.device, kv.kv.dtype)
         return p
 
     @torch.inference_mode()
@@ -403,8 +405,12 @@ def serve_adapter(loaded, name: str, config: dict, tensors: dict[str, torch.Tens
     the old weights.
 
     Example:
-        >>> serve_adapter(loaded, "convert-v1", adapter_config, tensors).fingerprint   # doctest: +SKIP
-        '5c1f0e9a2b7d4e11'
+        >>> import compound as cp
+        >>> from compound.testing import reverse_chats, tiny_served_lm
+        >>> lm = cp.finetune(tiny_served_lm("doc-serve"), reverse_chats(), name="reverse-v1", max_steps=1).result()
+        >>> config, tensors, _ = cp.adapters.read("reverse-v1")
+        >>> serve_adapter(cp.adapters.loaded_model_of(lm), "reverse-copy", config, tensors).kind
+        'lora'
     """
     adapter = from_peft(name, config, tensors, loaded.model)
     served_adapters(loaded.model).add(adapter)

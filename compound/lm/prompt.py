@@ -36,4 +36,5 @@ def render_prompt(tokenizer, system: str | None, messages: list[dict]) -> str:
 def prompt_ids(tokenizer, text: str) -> list[int]:
     """Token ids of a rendered prompt; a chat template already wrote the special tokens it wants."""
     add_special = not getattr(tokenizer, "chat_template", None)
-    return tokenizer(text, add_special_tokens=add_special)["input_ids"]
+    # verbose=False: no "Token indices sequence length" warning; the engine checks the length and says what to do
+    return tokenizer(text, add_special_tokens=add_special, verbose=False)["input_ids"]

@@ -6,17 +6,26 @@ model (in `compound.tune`, imported only when DSPy trains: the trainer sits abov
 own model string and DSPy's cache never mixes two runs. `train_kwargs` are `cp.TrainConfig` fields plus LoRA
 settings (`r`, `lora_alpha`, `target_modules`, `lora_dropout`) or `method`.
 
-Example:
-    >>> lm = cp.zoo.lm("small"); program.set_lm(lm)                               # doctest: +SKIP
-    >>> dspy.BootstrapFinetune(metric=metric, train_kwargs={"epochs": 2}).compile(program, trainset=train)  # doctest: +SKIP
+Example (what `dspy.BootstrapFinetune(metric=..., train_kwargs={"epochs": 2}).compile(program, ...)` calls):
+    >>> from dspy.clients.utils_finetune import TrainDataFormat
+    >>> from compound.testing import reverse_chats, tiny_served_lm
+    >>> lm = tiny_served_lm("doc-provider")
+    >>> lm.finetune(reverse_chats(), TrainDataFormat.CHAT, {"max_steps": 2}).result(timeout=300).model  # doctest: +ELLIPSIS
+    'local/doc-provider@ft-...'
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from dspy.clients.provider import Provider, TrainingJob
 from dspy.clients.utils_finetune import TrainingStatus
+
+
+# The trainer sits a layer above the engine (compound.tune imports compound.lm, never the reverse), so DSPy's call is
+# handed to it by name, resolved only when DSPy trains: the way compound.widgets.VIEWS names views.
+TRAINER = "compound.tune.provider:train_for_dspy"
 
 
 class AdapterTrainingJob(TrainingJob):
@@ -30,7 +39,7 @@ class AdapterTrainingJob(TrainingJob):
         if job is None:
             return TrainingStatus.pending
         return {"running": TrainingStatus.running, "stopping": TrainingStatus.running, "done": TrainingStatus.succeeded,
-                "failed": TrainingStatus.failed, "cancelled": TrainingStatus.cancelled}[job.status]
+                "failed": TrainingStatus.failed, "stopped": TrainingStatus.cancelled}[job.status]
 
     def progress(self) -> float | None:
         """Fraction of the planned training steps done (None before training starts)."""
@@ -45,17 +54,21 @@ class AdapterTrainingJob(TrainingJob):
 class EngineProvider(Provider):
     """Fine-tunes the LoRA adapters of one loaded model for DSPy's weight optimizers."""
 
-    def __init__(self, loaded):
+    def __init__(self, engine):
         super().__init__()
         self.finetunable = True
         self.TrainingJob = AdapterTrainingJob
-        self.loaded = loaded
+        self.engine = engine  # the LM's HFEngine: pickles as a reference to the weights, never the weights
+
+    @property
+    def loaded(self):
+        return self.engine.loaded
 
     def __deepcopy__(self, memo) -> EngineProvider:
         return self  # program.deepcopy() must not copy the model it points to
 
     def finetune(self, job: AdapterTrainingJob, model: str, train_data: list[dict[str, Any]], train_data_format,
                  train_kwargs: dict[str, Any] | None = None) -> str:
-        from compound.tune.provider import train_for_dspy
-
-        return train_for_dspy(self.loaded, job, model, train_data, train_data_format, train_kwargs or {})
+        module, _, name = TRAINER.partition(":")
+        train = getattr(importlib.import_module(module), name)
+        return train(self.loaded, job, model, train_data, train_data_format, train_kwargs or {})

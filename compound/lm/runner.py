@@ -7,8 +7,9 @@ import time
 
 import torch
 
+from compound.lm.architecture import AttentionLayout
 from compound.lm.cuda_graphs import DecodeGraphs
-from compound.lm.kv import SlotKVCache, attention_mask
+from compound.lm.kv import SlotKVCache
 from compound.lm.sequence import Sequence
 
 
@@ -17,18 +18,23 @@ class ModelRunner:
 
     A prefill batch is left-padded so each row's last real token sits at the last column: only that column's logits
     are computed (`logits_to_keep=1`), which matters with 150k-entry vocabularies. Padding writes to the scratch
-    column and is masked out.
+    column and is masked out. The attention masks come from the model's `AttentionLayout` (causal, or a sliding
+    window per layer), so the model sees exactly the attention it was trained with.
+
+    `forward(seqs, chunks)` is the one place a batch meets the model.
     """
 
-    def __init__(self, model, kv: SlotKVCache, cuda_graphs: bool = False, adapters=None):
-        self.model, self.kv = model, kv
+    def __init__(self, model, kv: SlotKVCache, layout: AttentionLayout, cuda_graphs: bool = False, adapters=None):
+        self.model, self.kv, self.layout = model, kv, layout
         self.adapters = adapters  # compound.lm.lora.ServedAdapters: each row's LoRA slot
         self._adapter_layout = adapters.layout_version if adapters is not None else 0
         self.device = next(model.parameters()).device
         self.dtype = kv.kv.dtype
         params = inspect.signature(model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.graphs = DecodeGraphs(model, kv, self._cache_kw) if cuda_graphs and self.device.type == "cuda" else None
+        self.graphs = (
+            DecodeGraphs(model, kv, self._cache_kw, layout) if cuda_graphs and self.device.type == "cuda" else None
+        )
 
     @torch.inference_mode()
     def forward(self, seqs: list[Sequence], chunks: list[int]) -> tuple[torch.Tensor, float]:
@@ -71,7 +77,7 @@ class ModelRunner:
         out = self.model(
             input_ids=ids,
             position_ids=pos.clamp(min=0),
-            attention_mask=attention_mask(pos, kv_len, self.dtype),
+            attention_mask=self.layout.masks(pos, kv_len, self.dtype),
             use_cache=True,
             logits_to_keep=1,
             **{self._cache_kw: self.kv.view(rows, write_pos, kv_len)},

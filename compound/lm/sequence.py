@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import enum
 import itertools
 import queue
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from compound.lm.sampling import SamplingParams
+from compound.lm.sampling import SamplingParams, TokenChoice
 
 _ids = itertools.count()
 
@@ -19,7 +20,7 @@ _ids = itertools.count()
 class Status(enum.Enum):
     WAITING = "waiting"  # queued, holds no KV slot
     RUNNING = "running"  # holds a slot; prefilling or decoding
-    FINISHED = "finished"
+    FINISHED = "finished"  # done, failed or aborted: holds nothing
 
 
 @dataclass(slots=True)
@@ -35,6 +36,9 @@ class Result:
     ttft_s: float
     device_s: float
     prefix_hit_tokens: int
+    request_id: int = -1
+    output_ids: list[int] = field(default_factory=list)  # the generated token ids (EOS not included)
+    logprobs: list[TokenChoice] | None = None  # one per output token whose text is in `text`, when asked
 
 
 class TextTracker:
@@ -51,6 +55,8 @@ class TextTracker:
         self.incremental = incremental or bool(self.stop)
         self.max_stop = max((len(s) for s in self.stop), default=0)
         self.text = ""
+        self.stopped_at_token: int | None = None  # after a stop string: how many tokens' text is kept
+        self._starts: list[int] = []  # where each token's text starts in `text` (incremental mode)
         self._ids: list[int] = []
         self._prefix_offset = 0  # window start: tokens before it are already final text
         self._read_offset = 0
@@ -60,6 +66,7 @@ class TextTracker:
         self._ids.append(token_id)
         if not self.incremental:
             return None
+        self._starts.append(len(self.text))
         prefix = self.tokenizer.decode(self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True)
         full = self.tokenizer.decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
         if full.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for the next token
@@ -68,19 +75,27 @@ class TextTracker:
         search_from = max(0, len(self.text) - self.max_stop + 1)
         self.text += new
         self._prefix_offset, self._read_offset = self._read_offset, len(self._ids)
-        for s in self.stop:
-            at = self.text.find(s, search_from)
-            if at != -1:
-                self.text = self.text[:at]
-                return s
-        return None
+        return self._cut_at_stop(search_from)
 
-    def flush(self) -> None:
-        """At the end, keep what was held back (an incomplete UTF-8 sequence decodes to U+FFFD, as in HF)."""
+    def flush(self) -> str | None:
+        """At the end, keep what was held back (an incomplete UTF-8 sequence decodes to U+FFFD, as in HF); returns
+        the stop string if the held-back text completes one."""
         full = self.tokenizer.decode(self._ids[self._prefix_offset :], skip_special_tokens=True)
         prefix = self.tokenizer.decode(self._ids[self._prefix_offset : self._read_offset], skip_special_tokens=True)
+        search_from = max(0, len(self.text) - self.max_stop + 1)
         self.text += full[len(prefix) :]
         self._prefix_offset = self._read_offset = len(self._ids)
+        return self._cut_at_stop(search_from) if self.stop else None
+
+    def _cut_at_stop(self, search_from: int) -> str | None:
+        """Cut the text at the earliest stop string that starts at or after `search_from`."""
+        hits = [(at, s) for s in self.stop if (at := self.text.find(s, search_from)) != -1]
+        if not hits:
+            return None
+        at, stop = min(hits)
+        self.text = self.text[:at]
+        self.stopped_at_token = bisect.bisect_left(self._starts, at)
+        return stop
 
     def safe_text_len(self) -> int:
         """How much of the text can be streamed now without showing the start of a stop string."""
@@ -99,14 +114,16 @@ class Sequence:
     eos_ids: frozenset[int]
     future: Future = field(default_factory=Future)
     stream: queue.SimpleQueue | None = None  # text deltas for streaming callers; None marks the end
-    id: int = field(default_factory=lambda: next(_ids))
+    id: int = field(default_factory=lambda: next(_ids))  # the request id `Engine.abort` takes
     status: Status = Status.WAITING
     output_ids: list[int] = field(default_factory=list)
     num_computed: int = 0  # tokens whose K/V sit in the slot
     slot: int = -1
     prefix_hit_tokens: int = 0
     block_hashes: list[int] | None = None  # prompt blocks, for prefix reuse
-    finish_reason: str | None = None
+    finish_reason: str | None = None  # set when done; "error" with `error` set when the request failed
+    error: BaseException | None = None
+    choices: list[TokenChoice] | None = None  # per output token, when the request asked for logprobs
     arrived: float = field(default_factory=time.perf_counter)
     admitted: float | None = None
     first_token: float | None = None
@@ -131,21 +148,28 @@ class Sequence:
         (the last sampled token), and prompt plus earlier output after a preemption."""
         return self.num_tokens - self.num_computed
 
-    def append(self, token_id: int) -> None:
+    def fail(self, error: BaseException) -> None:
+        """Mark the request failed; the engine frees its slot and hands `error` to the caller at the end of the step."""
+        self.finish_reason, self.error = "error", error
+
+    def append(self, choice: TokenChoice) -> None:
         """Record a sampled token and decide whether the sequence is done."""
         now = time.perf_counter()
         if self.first_token is None:
             self.first_token = now
+        token_id = choice.token
         if token_id in self.eos_ids:
             self.finish_reason = "stop"
             self.tracker.flush()
         else:
             self.output_ids.append(token_id)
+            if self.params.logprobs is not None:
+                self.choices = self.choices or []
+                self.choices.append(choice)
             if self.tracker.add(token_id) is not None:
                 self.finish_reason = "stop"
             elif len(self.output_ids) >= self.params.max_tokens:
-                self.finish_reason = "length"
-                self.tracker.flush()
+                self.finish_reason = "stop" if self.tracker.flush() is not None else "length"
         if self.stream is not None:
             upto = len(self.tracker.text) if self.finish_reason else self.tracker.safe_text_len()
             if upto > self._streamed:
@@ -155,6 +179,10 @@ class Sequence:
     def result(self) -> Result:
         end = time.perf_counter()
         admitted = self.admitted if self.admitted is not None else end
+        logprobs = None
+        if self.params.logprobs is not None:
+            kept = self.tracker.stopped_at_token
+            logprobs = (self.choices or [])[:kept]
         return Result(
             text=self.tracker.text,
             finish_reason=self.finish_reason or "stop",
@@ -165,4 +193,7 @@ class Sequence:
             ttft_s=(self.first_token or end) - self.arrived,
             device_s=self.device_s,
             prefix_hit_tokens=self.prefix_hit_tokens,
+            request_id=self.id,
+            output_ids=list(self.output_ids),
+            logprobs=logprobs,
         )

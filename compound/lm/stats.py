@@ -30,8 +30,12 @@ class EngineStats:
     generated_tokens: int = 0
     tokens_per_s: float = 0.0  # generated tokens per second over the last few seconds
     device_busy_s: float = 0.0
-    errors: int = 0
+    errors: int = 0  # requests that failed (typed errors; aborts not counted)
+    requests_aborted: int = 0
+    forward_faults: int = 0  # batched forward passes that raised (each retried, then bisected)
     oom_retries: int = 0
+    slot_cap: int = 0  # sequences admitted at most right now (shrinks after OOM, grows back)
+    prefill_budget: int = 0  # prompt tokens per step right now (halves after OOM in prefill, grows back)
     kv_cache_bytes: int = 0
     prefix_cache_blocks: int = 0
 

@@ -10,10 +10,11 @@ import sys
 import types
 
 from compound.optimize.job import OptimizationJob
+from compound.optimize.optimizers import OPTIMIZERS
 from compound.optimize.run import TextReporter, optimize
 from compound.optimize.tracker import StopOptimization
 
-__all__ = ["OptimizationJob", "StopOptimization", "TextReporter", "optimize"]
+__all__ = ["OPTIMIZERS", "OptimizationJob", "StopOptimization", "TextReporter", "optimize"]
 
 
 class _CallableModule(types.ModuleType):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -9,19 +11,15 @@ from typing import Any, Callable
 import dspy
 from dspy.teleprompt import Teleprompter
 
-# Lower-cased names and short aliases -> the dspy attribute that defines the optimizer.
-_NAMES = {
-    "bootstrapfewshot": "BootstrapFewShot",
-    "bootstrap": "BootstrapFewShot",
-    "bootstrapfewshotwithrandomsearch": "BootstrapFewShotWithRandomSearch",
-    "randomsearch": "BootstrapFewShotWithRandomSearch",
-    "labeledfewshot": "LabeledFewShot",
-    "miprov2": "MIPROv2",
-    "mipro": "MIPROv2",
-    "gepa": "GEPA",
-    "copro": "COPRO",
-    "simba": "SIMBA",
-    "knnfewshot": "KNNFewShot",
+# The optimizers cp.optimize runs and tracks, by their DSPy class names. Names match exactly or case-insensitively
+# ("MiproV2" is MIPROv2); anything else is an error that names the closest one, never a silent guess.
+OPTIMIZERS = ("BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "COPRO", "GEPA", "LabeledFewShot", "MIPROv2")
+# Optimizers compound cannot watch or stop with their best result kept, and why.
+REFUSED = {
+    "SIMBA": (
+        "SIMBA evaluates its candidates in its own batches, not through dspy.Evaluate, so cp.optimize could neither "
+        "show its trials nor keep its best program on Stop"
+    ),
 }
 
 
@@ -29,38 +27,54 @@ _NAMES = {
 class Strategy:
     """How a stop request reaches one optimizer.
 
-    gate_trainset: end BootstrapFewShot's bootstrapping pass at the next example, then let compile() finish.
-    gepa_stopper: add a GEPA stop callback; GEPA ends before its next iteration and returns its best candidate
-        (when a stop lands between iterations; otherwise abort_on_stop ends the iteration early).
-    abort_on_stop: raise StopOptimization from the next LM call / evaluation (for optimizers without a graceful
-        path, e.g. MIPROv2's optuna loop) and return the best program evaluated so far.
+    gate_bootstrap: end BootstrapFewShot's bootstrapping pass at the next example, then let compile() finish (its own
+        graceful path: the demos bootstrapped so far become the result).
+    gepa_stopper: add a GEPA stop callback; GEPA ends before its next iteration and returns its best candidate.
+    abort_on_stop: raise StopOptimization from the next LM call or evaluation (for optimizers whose loop has no stop
+        of its own, e.g. MIPROv2's optuna study, which marks the running trial failed and ends) and return the best
+        program evaluated so far.
     evaluation_trials: each dspy.Evaluate call is a trial row (False where the optimizer reports its own trials).
     """
 
-    gate_trainset: bool = False
+    gate_bootstrap: bool = False
     gepa_stopper: bool = False
     abort_on_stop: bool = True
     evaluation_trials: bool = True
 
 
 def strategy_for(optimizer: Teleprompter) -> Strategy:
-    if type(optimizer) is dspy.BootstrapFewShot or type(optimizer) is dspy.LabeledFewShot:
-        return Strategy(gate_trainset=True, abort_on_stop=False)
+    if type(optimizer) in (dspy.BootstrapFewShot, dspy.LabeledFewShot):
+        return Strategy(gate_bootstrap=type(optimizer) is dspy.BootstrapFewShot, abort_on_stop=False)
     if isinstance(optimizer, dspy.GEPA):
         # GEPA's stopper only acts between iterations, which can take many seconds (minibatch evaluations, a
         # reflection call, a full valset evaluation); aborting at the next LM call keeps Stop prompt, and the
         # best candidate GEPA reported on its valset is rebuilt as the result.
         return Strategy(gepa_stopper=True, abort_on_stop=True, evaluation_trials=False)
-    return Strategy(gate_trainset=True, abort_on_stop=True)
+    return Strategy(abort_on_stop=True)
 
 
 def optimizer_class(name: str) -> type[Teleprompter]:
-    key = name.lower().replace("_", "").replace("-", "")
-    attr = _NAMES.get(key)
-    if attr is None:
-        known = sorted({v for v in _NAMES.values()})
-        raise ValueError(f"unknown optimizer {name!r}; use one of {known} or pass an optimizer instance")
-    return getattr(dspy, attr)
+    """The DSPy optimizer class called `name` (exactly, or ignoring case).
+
+    Example:
+        >>> optimizer_class("MiproV2").__name__
+        'MIPROv2'
+        >>> optimizer_class("mipro")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown optimizer 'mipro'; did you mean 'MIPROv2'? cp.optimize runs BootstrapFewShot, BootstrapFewShotWithRandomSearch, COPRO, GEPA, LabeledFewShot, MIPROv2 (or pass an optimizer instance)
+    """
+    by_lower = {known.lower(): known for known in (*OPTIMIZERS, *REFUSED)}
+    exact = by_lower.get(name.lower())
+    if exact in REFUSED:
+        raise ValueError(f"cp.optimize does not run {exact}: {REFUSED[exact]}; call dspy.{exact}(...).compile(...) directly")
+    if exact is None:
+        closest = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.5)
+        hint = f"did you mean {by_lower[closest[0]]!r}? " if closest else ""
+        raise ValueError(
+            f"unknown optimizer {name!r}; {hint}cp.optimize runs {', '.join(OPTIMIZERS)} (or pass an optimizer instance)"
+        )
+    return getattr(dspy, exact)
 
 
 def _parameters(fn: Callable[..., Any]) -> set[str]:
@@ -83,11 +97,19 @@ def gepa_metric(metric: Callable[..., Any]) -> Callable[..., Any]:
     return metric_for_gepa
 
 
+def working_copy(optimizer: Teleprompter) -> Teleprompter:
+    """A shallow copy of the user's optimizer for one run: compound hooks the copy, never the user's object."""
+    return copy.copy(optimizer)
+
+
 def build_optimizer(
     optimizer: str | Teleprompter, metric: Callable[..., Any] | None, kwargs: dict[str, Any]
 ) -> tuple[Teleprompter, dict[str, Any]]:
     """Return (optimizer instance, compile kwargs); `kwargs` are split between the constructor and compile()."""
     if isinstance(optimizer, Teleprompter):
+        refused = REFUSED.get(type(optimizer).__name__)
+        if refused:
+            raise ValueError(f"cp.optimize does not run {type(optimizer).__name__}: {refused}; call its compile() directly")
         unknown = set(kwargs) - _parameters(type(optimizer).compile)
         if unknown:
             raise TypeError(

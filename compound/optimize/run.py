@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -13,7 +14,7 @@ from dspy.teleprompt import Teleprompter
 from compound.optimize.job import OptimizationJob
 from compound.optimize.optimizers import build_optimizer
 
-_DISPLAY_MODES = ("auto", "widget", "text", "none")
+_DISPLAY_MODES = ("auto", "text", "none")
 
 
 def optimize(
@@ -29,11 +30,13 @@ def optimize(
 ) -> OptimizationJob:
     """Start optimizing `program` with a DSPy optimizer on a background thread; returns the job at once.
 
-    `optimizer` is a DSPy optimizer instance or a name ("BootstrapFewShot", "MIPROv2", "GEPA", "COPRO", ...);
-    `kwargs` go to its constructor or `compile()`, whichever takes them. In a notebook the live view (trial
-    table, score curve, elapsed time, LM calls, Stop button) appears under the cell; elsewhere a text line is
-    printed every few seconds. `job.stop()` (or Stop) ends the run at its next safe point, and `job.result()`
-    returns the best program so far. Per-predictor LMs (`program.step.lm = ...`) survive the optimizer.
+    `optimizer` is a DSPy optimizer instance or its exact name ("BootstrapFewShot", "MIPROv2", "GEPA", "COPRO",
+    "LabeledFewShot", "BootstrapFewShotWithRandomSearch"; case does not matter); `kwargs` go to its constructor or
+    `compile()`, whichever takes them. Neither `program` nor an optimizer instance is modified. With a `valset`, the
+    starting program is scored first (trial 0) and so is the result. In a notebook the live view (trial table, score
+    curve, elapsed time, LM calls, Stop) appears under the cell and becomes the run's record when it ends;
+    elsewhere a text line is printed every few seconds. `job.stop()`, Stop, or interrupting the kernel while a cell
+    waits in `job.result()` ends the run at its next safe point with the best program so far.
 
     Example:
         >>> job = cp.optimize(program, trainset, "MIPROv2", metric=exact_match, valset=dev, num_threads=4)  # doctest: +SKIP
@@ -54,6 +57,8 @@ def optimize(
             )
     if not trainset:
         raise ValueError("`trainset` is empty; the optimizer needs examples to learn from")
+    if valset is not None and not valset:
+        raise ValueError("`valset` is empty; pass None to go without one, or some examples to score candidates on")
     mode = {True: "auto", False: "none", None: "none"}.get(display, display)
     if mode not in _DISPLAY_MODES:
         raise ValueError(f"`display` must be one of {_DISPLAY_MODES} or a bool, got {display!r}")
@@ -64,59 +69,27 @@ def optimize(
     )
     job.quiet = mode != "none"
     job.start()
-    _show(job, mode)
+    if mode == "auto" and job.display():
+        return job  # a notebook: the live view (or its text) is under the cell
+    if mode != "none":
+        TextReporter(job)
     return job
 
 
-def _show(job: OptimizationJob, mode: str) -> None:
-    if mode == "none":
-        return
-    from compound.widgets._live import in_kernel, widgets_installed
-
-    kernel = in_kernel()
-    if mode == "widget" or (mode == "auto" and kernel and widgets_installed()):
-        from IPython.display import display
-
-        from compound.widgets._live import view_for
-
-        job._shown = True
-        display(view_for(job))
-    elif kernel:
-        _NotebookText(job)
-    else:
-        TextReporter(job)
-
-
 class TextReporter:
-    """Prints one status line every `interval` seconds while the job runs, and a last one when it ends."""
+    """Prints one status line every `interval` seconds while the job runs, and its summary when it ends."""
 
     def __init__(self, job: OptimizationJob, interval: float = 5.0, stream: Any = None):
         self.job = job
         self.stream = stream or sys.stderr
         self.interval = interval
-        threading.Thread(target=self._loop, name=f"compound-report-{job.name}", daemon=True).start()
+        # In the caller's context, so in a notebook the lines land in the cell that started the job.
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=context.run, args=(self._loop,), name=f"compound-report-{job.name}",
+                                       daemon=True)
+        self.thread.start()
 
     def _loop(self) -> None:
         while not self.job.wait(self.interval):
             print(repr(self.job), file=self.stream, flush=True)
-        print(repr(self.job), file=self.stream, flush=True)
-
-
-class _NotebookText:
-    """In a kernel without anywidget: one text output under the cell, updated in place."""
-
-    def __init__(self, job: OptimizationJob, interval: float = 2.0):
-        from IPython.display import display
-
-        self.job = job
-        self.interval = interval
-        self.handle = display(self._bundle(), raw=True, display_id=True)
-        threading.Thread(target=self._loop, name=f"compound-report-{job.name}", daemon=True).start()
-
-    def _bundle(self) -> dict[str, str]:
-        return {"text/plain": f"{self.job!r}\n{self.job.trials!r}", "text/html": self.job._repr_html_()}
-
-    def _loop(self) -> None:
-        while not self.job.wait(self.interval):
-            self.handle.update(self._bundle(), raw=True)
-        self.handle.update(self._bundle(), raw=True)
+        print(self.job.summary(), file=self.stream, flush=True)

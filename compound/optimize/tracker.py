@@ -1,16 +1,17 @@
 """Watching and stopping a DSPy optimizer from the outside.
 
 DSPy calls `RunTracker` (a `dspy.utils.callback.BaseCallback`) on its own worker threads for every LM call,
-evaluation and module call of the run; `GepaEvents` receives GEPA's richer events. Both only record into the
-`OptimizationJob`, which is thread-safe.
+evaluation and module call of the run; `GepaEvents` receives GEPA's richer events; `TrackedMetric` counts the
+metric's calls and failures. All of them only record into the `OptimizationJob`, which is thread-safe.
 
-How a stop reaches an optimizer that has no stop API of its own: once stop is requested, `RunTracker` raises
+How a stop reaches an optimizer that has no stop of its own: once stop is requested, `RunTracker` raises
 `StopOptimization` from `on_lm_start` / `on_evaluate_start`. DSPy logs and swallows `Exception`s raised by
-callbacks, and optimizers catch `Exception` around examples and trials, so `StopOptimization` derives from
-`BaseException` (as `asyncio.CancelledError` does): it passes through DSPy's callback wrapper, ParallelExecutor,
-adapters and optuna's trial loop, unwinds the whole `compile()` within one LM call, and `OptimizationJob`
-catches it and returns the best program evaluated so far. Optimizers with a graceful path use that instead
-(see `compound.optimize.optimizers.Strategy`).
+callbacks, and optimizers catch `Exception` around examples and trials, so `StopOptimization` is a
+`KeyboardInterrupt`: it passes through DSPy's callback wrapper (which still sends every callback's end event for the
+calls it unwinds; compound's tracker runs first, so no other callback sees a start without an end), through
+ParallelExecutor and adapters, and optuna treats it as the interrupt it is (the running trial is marked failed, the
+study ends). `OptimizationJob` catches it and returns the best program evaluated so far. Optimizers with a graceful
+path use that instead (see `compound.optimize.optimizers.Strategy`).
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import dspy
+from dspy.dsp.utils.settings import thread_local_overrides
 from dspy.utils.callback import BaseCallback
 
-from compound.optimize.routing import apply_lms, same_structure
+from compound.optimize.routing import apply_lms, of_lineage
 
 if TYPE_CHECKING:
     from compound.optimize.job import OptimizationJob
 
+# Evaluations compound runs itself (baseline, result) carry this metric-key prefix; the tracker leaves them alone.
+OWN_EVALUATION = "compound:"
+OWN_EVALUATION_KEY = "compound_own_evaluation"  # dspy.context key set around them (their metric calls are no trials)
 
-class StopOptimization(BaseException):
-    """Raised inside a running optimizer after `Job.stop()`; a BaseException so DSPy's `except Exception` lets it through."""
+
+class StopOptimization(KeyboardInterrupt):
+    """Raised inside a running optimizer after `Job.stop()`; an interrupt, so DSPy's `except Exception` lets it through."""
 
 
 def score_of(value: Any) -> float:
@@ -55,10 +61,11 @@ def describe(program: dspy.Module, width: int = 110) -> str:
 class RunTracker(BaseCallback):
     """Counts LM calls, records each finished evaluation as a trial, re-applies predictor LMs, and stops the run."""
 
-    def __init__(self, job: OptimizationJob, lms: dict[str, Any], *, abort_on_stop: bool, evaluation_trials: bool):
+    def __init__(self, job: OptimizationJob, lms: dict[str, Any], lineage: str, *, abort_on_stop: bool,
+                 evaluation_trials: bool):
         self.job = job
         self.lms = lms
-        self.names = frozenset(name for name, _ in job.program.named_predictors())
+        self.lineage = lineage
         self.abort_on_stop = abort_on_stop  # raise StopOptimization on the next call once stop is requested
         self.evaluation_trials = evaluation_trials  # whether each Evaluate call is a row of the trial table
         self._evaluations: dict[str, tuple[Any, int, str]] = {}
@@ -72,11 +79,12 @@ class RunTracker(BaseCallback):
         self._check_stop()
 
     def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-        self.job._count_lm_call(failed=exception is not None)
+        if not isinstance(exception, StopOptimization):
+            self.job._count_lm_call(failed=exception is not None)
 
     def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         # Optimizers run reset copies of the program whose predictors lost their LMs; give them back.
-        if self.lms and same_structure(instance, self.names):
+        if self.lms and of_lineage(instance, self.lineage):
             apply_lms(instance, self.lms, replace_copies=False)
 
     def on_evaluate_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
@@ -96,6 +104,8 @@ class RunTracker(BaseCallback):
             program, n, key = self._evaluations.pop(call_id, (None, 0, "eval"))
         if exception is not None or outputs is None or not self.evaluation_trials or program is None:
             return
+        if str(key).startswith(OWN_EVALUATION):
+            return
         # dspy.Evaluate reports percent; trials use the metric's own 0..1 scale like GEPA and bootstrapping.
         score = score_of(outputs) / 100.0
         kind = {"eval_full": "full", "eval_minibatch": "minibatch"}.get(key, "eval")
@@ -105,8 +115,9 @@ class RunTracker(BaseCallback):
 class GepaEvents:
     """GEPA's own callbacks (`gepa_kwargs={"callbacks": [...]}`): valset evaluations and the metric-call budget."""
 
-    def __init__(self, job: OptimizationJob):
+    def __init__(self, job: OptimizationJob, program: dspy.Module):
         self.job = job
+        self.program = program
 
     def on_valset_evaluated(self, event: dict[str, Any]) -> None:
         candidate = " ".join(" ".join(text.split())[:48] for text in event["candidate"].values())
@@ -115,7 +126,7 @@ class GepaEvents:
             candidate=f"#{event['candidate_idx']} “{candidate}”",
             score=float(event["average_score"]),
             n=int(event["num_examples_evaluated"]),
-            program=with_instructions(self.job.program, event["candidate"]),
+            program=with_instructions(self.program, event["candidate"]),
         )
 
     def on_budget_updated(self, event: dict[str, Any]) -> None:
@@ -151,28 +162,61 @@ class StopWhenRequested:
 
 
 class TrackedMetric:
-    """Wraps the metric so each bootstrapping attempt (BootstrapFewShot never calls Evaluate) becomes a trial."""
+    """The run's metric, counted: calls, failures (with the first error), and each bootstrapping attempt as a trial.
 
-    def __init__(self, metric: Callable[..., Any], on_score: Callable[[Any, float], None]):
+    BootstrapFewShot never calls Evaluate, so with `on_score` each of its metric calls becomes a "bootstrap" row. A
+    metric that raises on every one of its first `give_up_after` calls stops the run: the job then fails with that error.
+    """
+
+    give_up_after = 10
+
+    def __init__(self, metric: Callable[..., Any], job: OptimizationJob,
+                 on_score: Callable[[Any, float], None] | None = None):
         self.metric = metric
+        self.job = job
         self.on_score = on_score
-        self.__name__ = getattr(metric, "__name__", "metric")
+        self.name = getattr(metric, "__name__", None) or type(metric).__name__
+        self.__name__ = self.name
+        self.calls = 0
+        self.failures = 0
+        self.first_error: BaseException | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        value = self.metric(*args, **kwargs)
-        example = args[0] if args else kwargs.get("example", kwargs.get("gold"))
         try:
-            self.on_score(example, score_of(value))
-        except (TypeError, ValueError):
-            pass  # a metric value we cannot chart is still the optimizer's business
+            value = self.metric(*args, **kwargs)
+        except Exception as exc:
+            with self._lock:
+                self.calls += 1
+                self.failures += 1
+                self.first_error = self.first_error or exc
+                hopeless = self.failures == self.calls >= self.give_up_after
+            if hopeless:
+                self.job.stop()
+            raise
+        with self._lock:
+            self.calls += 1
+        if self.on_score is not None and not thread_local_overrides.get().get(OWN_EVALUATION_KEY):
+            example = args[0] if args else kwargs.get("example", kwargs.get("gold"))
+            try:
+                self.on_score(example, score_of(value))
+            except (TypeError, ValueError):
+                pass  # a metric value we cannot chart is still the optimizer's business
         return value
+
+    @property
+    def always_failed(self) -> bool:
+        return self.calls > 0 and self.failures == self.calls
+
+    def __repr__(self) -> str:  # DSPy's error logs name the metric through repr
+        return f"metric {self.name!r}"
 
 
 class StopGate(list):
     """The trainset as a list whose first pass ends early once stop is requested; later passes see every example.
 
-    BootstrapFewShot walks the trainset once to bootstrap demos and again to pick labeled demos from the rest;
-    cutting only the first pass makes a stop end bootstrapping at the next example and still finish compile().
+    Only BootstrapFewShot's bootstrapping loop sees it (`gate_bootstrapping`): cutting that pass makes a stop end
+    bootstrapping at the next example, and compile() still finishes with the demos found so far.
     """
 
     def __init__(self, items: Any, job: OptimizationJob):
@@ -187,3 +231,22 @@ class StopGate(list):
                 self._cut = True
                 return
             yield item
+
+
+def gate_bootstrapping(optimizer: Any, job: OptimizationJob) -> None:
+    """Make `optimizer` (compound's own copy of a BootstrapFewShot) see a StopGate during its bootstrapping pass only.
+
+    Everything else (LabeledFewShot's sampling of the teacher's demos, the labeled demos drawn from the rest)
+    sees the real trainset, so a stop at any moment still ends in a valid program.
+    """
+    bootstrap = optimizer._bootstrap
+
+    def gated_bootstrap(*args: Any, **kwargs: Any) -> Any:
+        full = optimizer.trainset
+        optimizer.trainset = StopGate(full, job)
+        try:
+            return bootstrap(*args, **kwargs)
+        finally:
+            optimizer.trainset = full
+
+    optimizer._bootstrap = gated_bootstrap

@@ -1,4 +1,4 @@
-"""Look inside DSPy programs: which modules a pipeline has and which model/adapter each one runs on.
+"""Look inside DSPy programs: which modules a pipeline has, which model and adapter each one runs on, what each costs.
 
 Example:
     >>> import dspy, compound as cp
@@ -7,6 +7,8 @@ Example:
     'question -> reasoning, answer'
 """
 
+from compound.trace.costs import ModuleCost, ModuleCosts, ProgramCosts, costs
 from compound.trace.show import PIPELINE_MIME_TYPE, PipelineView, describe_program, show
 
-__all__ = ["PIPELINE_MIME_TYPE", "PipelineView", "describe_program", "show"]
+__all__ = ["PIPELINE_MIME_TYPE", "ModuleCost", "ModuleCosts", "PipelineView", "ProgramCosts", "costs",
+           "describe_program", "show"]

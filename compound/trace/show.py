@@ -53,9 +53,13 @@ def describe_program(program: Any) -> dict[str, Any]:
             f"got {type(program).__name__}. Wrap a signature first, e.g. cp.show(dspy.Predict('question -> answer'))."
         )
     default_lm = dspy.settings.lm
-    default_adapter = type(dspy.settings.adapter or dspy.ChatAdapter()).__name__
+    adapter = dspy.settings.adapter  # one per context: every predictor formats its prompts with it
     # "answer.predict" is the Predict inside the module at "answer" (e.g. a ChainOfThought): show that module's type.
     owners = {path.removeprefix("self."): type(module).__name__ for path, module in program.named_sub_modules()}
+    # modules that pick the model per call (cp.Routed) describe their routing; the innermost owner comes first
+    routers = sorted(((path.removeprefix("self").removeprefix("."), module) for path, module in
+                      program.named_sub_modules() if callable(getattr(module, "describe_route", None))),
+                     key=lambda item: -len(item[0]))
     modules = []
     for path, predictor in program.named_predictors():
         signature = predictor.signature
@@ -78,29 +82,53 @@ def describe_program(program: Any) -> dict[str, Any]:
                 "lm_source": "predictor" if own_lm is not None else ("default" if default_lm is not None else "none"),
             }
         )
+        route = next((m.describe_route() for owner, m in routers
+                      if not owner or path == owner or path.startswith(owner + ".")), None)
+        if route is not None:
+            lm = {"model": _route_label(route), "base": "routed", "adapter": None}
+            modules[-1].update(route=route, lm=lm, lm_source="routed")
     return {
         "program": type(program).__name__,
         "modules": modules,
         "default_lm": _describe_lm(default_lm),
-        "dspy_adapter": default_adapter,
+        "dspy_adapter": type(adapter or dspy.ChatAdapter()).__name__,
+        "dspy_adapter_source": "configured" if adapter is not None else "default",
     }
 
 
-def _lm_label(lm: dict[str, Any] | None) -> str:
+def _route_label(route: dict[str, Any]) -> str:
+    """"routed: zoo-tiny 61.0% | zoo-small 39.0% (KNNRouter, threshold 0.137)": the models and their share of calls."""
+    total = sum(route["calls"].values())
+    split = " | ".join(f"{m} {100 * n / total:.1f}%" if total else m for m, n in route["calls"].items())
+    return f"routed: {split} ({route['router']}, threshold {route['threshold']:.3f})"
+
+
+def _lm_label(lm: dict[str, Any] | None, source: str = "") -> str:
     if lm is None:
         return "no LM configured"
-    return lm["model"] if not lm["adapter"] or "@" in lm["model"] else f"{lm['model']} (adapter {lm['adapter']})"
+    label = lm["model"] if not lm["adapter"] or "@" in lm["model"] else f"{lm['model']} (adapter {lm['adapter']})"
+    # "own": set on the predictor (predictor.lm = ...); "default": dspy.configure / dspy.context(lm=...)
+    return f"{label} ({'own' if source == 'predictor' else source})" if source else label
+
+
+def _adapter_label(data: dict[str, Any]) -> str:
+    source = "configured" if data.get("dspy_adapter_source") == "configured" else "DSPy's default"
+    return f"{data['dspy_adapter']} ({source})"
 
 
 class PipelineView:
     """What `cp.show(program)` returns: the program's predictors, signatures, demo counts and models.
 
+    Each line names where the predictor's LM comes from: `own` (set on the predictor, `predictor.lm = ...`) or
+    `default` (`dspy.configure` / `dspy.context(lm=...)`); the header names the DSPy adapter that formats the prompts.
+
     Example:
         >>> import dspy
-        >>> view = PipelineView(describe_program(dspy.Predict("question -> answer")))
-        >>> print(view)  # doctest: +ELLIPSIS
-        Predict: 1 predictor
-          self  Predict  question -> answer  demos=0  lm=...
+        >>> from compound.testing import scripted_lm
+        >>> with dspy.context(lm=scripted_lm([]), adapter=None):
+        ...     print(PipelineView(describe_program(dspy.Predict("question -> answer"))))
+        Predict: 1 predictor, adapter ChatAdapter (DSPy's default)
+          self  Predict  question -> answer  demos=0  lm=local/scripted (default)
     """
 
     def __init__(self, data: dict[str, Any]):
@@ -112,20 +140,23 @@ class PipelineView:
 
     def to_text(self) -> str:
         n = len(self.modules)
-        lines = [f"{self.data['program']}: {n} predictor{'s' if n != 1 else ''}"]
+        lines = [f"{self.data['program']}: {n} predictor{'s' if n != 1 else ''}, adapter {_adapter_label(self.data)}"]
         for m in self.modules:
-            lines.append(f"  {m['name']}  {m['type']}  {m['signature']}  demos={m['demos']}  lm={_lm_label(m['lm'])}")
+            lm = _lm_label(m["lm"], m["lm_source"])
+            lines.append(f"  {m['name']}  {m['type']}  {m['signature']}  demos={m['demos']}  lm={lm}")
         return "\n".join(lines)
 
     def to_html(self) -> str:
         esc = html.escape
         rows = "".join(
             f"<tr><td><code>{esc(m['name'])}</code></td><td>{esc(m['type'])}</td>"
-            f"<td><code>{esc(m['signature'])}</code></td><td>{m['demos']}</td><td>{esc(_lm_label(m['lm']))}</td></tr>"
+            f"<td><code>{esc(m['signature'])}</code></td><td>{m['demos']}</td>"
+            f"<td>{esc(_lm_label(m['lm'], m['lm_source']))}</td></tr>"
             for m in self.modules
         )
         return (
             f'<div class="compound-pipeline-fallback"><b>{esc(self.data["program"])}</b>'
+            f" &middot; adapter {esc(_adapter_label(self.data))}"
             "<table><thead><tr><th>predictor</th><th>module</th><th>signature</th><th>demos</th><th>model</th>"
             f"</tr></thead><tbody>{rows}</tbody></table></div>"
         )
@@ -138,9 +169,10 @@ class PipelineView:
 
 
 def show(program: Any) -> PipelineView:
-    """Describe a DSPy program: each predictor's signature, demos and the model/adapter it runs on.
+    """Describe a DSPy program: each predictor's signature, demos and LM (its own or the default), and the adapter.
 
-    In JupyterLab with compound installed this renders as a pipeline diagram; elsewhere as a table or text.
+    In JupyterLab with compound installed this renders as a pipeline diagram; elsewhere as a table or text. It reads
+    the current `dspy.context`, so call it where the program runs.
 
     Example:
         >>> import dspy, compound as cp

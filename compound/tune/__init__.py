@@ -21,7 +21,7 @@ from compound.tune.job import FinetuneJob
 
 __all__ = ["FinetuneJob", "TrainConfig", "finetune"]
 
-_DISPLAY_MODES = ("auto", "widget", "text", "none")
+_DISPLAY_MODES = ("auto", "text", "none")
 
 
 def finetune(
@@ -54,8 +54,11 @@ def finetune(
     predictors now use. `resume=True` continues a stopped run of the same `name` from its last checkpoint.
 
     Example:
-        >>> job = cp.finetune(program.convert, trainset, metric=task.metric, valset=dev, max_time_s=90)  # doctest: +SKIP
-        >>> lm = job.result()     # program.convert.lm is lm                                              # doctest: +SKIP
+        >>> import compound as cp
+        >>> from compound.testing import reverse_chats, tiny_served_lm
+        >>> job = cp.finetune(tiny_served_lm("doc-finetune"), reverse_chats(), name="reverse-v1", max_steps=4)
+        >>> job.result().model     # the adapter's dspy.LM; a predictor target would now call it
+        'local/doc-finetune@reverse-v1'
     """
     import dspy
     from dspy.dsp.utils.settings import thread_local_overrides
@@ -115,16 +118,8 @@ def _check_data(label: str, data: Sequence, chat: bool) -> None:
 
 
 def _show(job: FinetuneJob, mode: str) -> None:
-    if mode == "none":
-        return
-    from compound.jupyter import in_jupyter_kernel
+    if mode == "none" or (mode == "auto" and job.display()):
+        return  # in a notebook: the live view (or its text) is under the cell, and its record when it ends
+    from compound.optimize.run import TextReporter
 
-    if in_jupyter_kernel() and mode != "text":
-        from IPython.display import display
-
-        display(job)  # its rich repr: the live training view with a Stop button, or static HTML without anywidget
-        job._shown = True
-    else:
-        from compound.optimize.run import TextReporter
-
-        TextReporter(job, interval=10.0)
+    TextReporter(job, interval=10.0)

@@ -29,7 +29,7 @@ import torch
 
 from compound import adapters as registry
 from compound.jobs import Job, JobStopped
-from compound.observe import Column, LineChart, Observable, Progress, Table
+from compound.observe import Column, LineChart, Progress, Table
 from compound.tune import checkpoint
 from compound.tune.config import TrainConfig, method_name
 from compound.tune.data import (bootstrap_chats, collate, data_hash, describe, direct_chats, encode_chat,
@@ -49,12 +49,15 @@ class FinetuneJob(Job):
     provider asked); `stop()` ends at the next step and keeps the best adapter so far.
 
     Example:
-        >>> job = cp.finetune(program.convert, trainset, metric=task.metric, valset=dev)   # doctest: +SKIP
-        >>> job.stop(); lm = job.result()                                                  # doctest: +SKIP
+        >>> import compound as cp
+        >>> from compound.testing import reverse_chats, tiny_served_lm
+        >>> job = cp.finetune(tiny_served_lm("doc-job"), reverse_chats(), name="reverse-v1", max_steps=10_000)
+        >>> unwatch = job.watch(lambda job: job.step >= 2 and job.stop())   # or the view's Stop button
+        >>> lm = job.result(); job.status, job.step, lm.model
+        ('stopped', 2, 'local/doc-job@reverse-v1')
     """
 
     kind = "finetune"
-    _shown = False  # set once cp.finetune displayed the live view, so the rich repr does not add a second one
 
     def __init__(self, target: Target, peft_config, config: TrainConfig, *, name: str, examples=None, chats=None,
                  metric=None, valset=None, teacher=None, bootstrap: bool | None = None, dspy_adapter=None,
@@ -72,7 +75,6 @@ class FinetuneJob(Job):
         self.dev = LineChart(title="dev score", x_label="step", y_label="score")
         self.evals = Table(EVAL_COLUMNS)
         self.steps = Progress(description="steps")
-        self._stats = Observable()  # per-step numbers change too often for job notifications; views watch this
         self.step, self.planned_steps, self.train_loss = 0, None, None
         self.tokens_per_s, self.eta_s = None, None
         self.baseline_score = self.best_score = None
@@ -284,7 +286,7 @@ class FinetuneJob(Job):
             shutil.rmtree(self._run_dir, ignore_errors=True)  # a stopped run stays resumable
         score = "" if self.best_score is None else f", dev {self.best_score:.3f} (before: {self.baseline_score:.3f})"
         self.update(detail=f"{self.end_reason}: saved {name!r}{score}")
-        self._stats._changed()
+        self._changed()  # watchers (the view) hear every step; subscribers stay throttled
         if self.target.lm is None:  # DSPy's provider: it makes the LM from the model string
             serve_adapter(loaded, name, config, tensors)
             return f"local/{loaded.name}@{name}"
@@ -334,11 +336,7 @@ class FinetuneJob(Job):
             remaining = min(remaining, max(0.0, self.config.max_time_s - self._train_s - self._eval_s))
         self.eta_s = remaining
         self.update(progress=self.step / self.planned_steps)
-        self._stats._changed()
-
-    def watch(self, fn):
-        """Call `fn` after every training step and evaluation (what the job view follows)."""
-        return self._stats.watch(fn)
+        self._changed()  # watchers (the view) hear every step; subscribers stay throttled
 
     def stats(self) -> dict[str, str]:
         """Headline numbers as text: step, epoch, train loss, dev score, tokens/s, ETA, memory."""
@@ -358,31 +356,27 @@ class FinetuneJob(Job):
             "memory": _peak_memory(self.target.loaded.device),
         }
 
-    def result(self, timeout: float | None = None):
-        """The adapter's LM once training ends; a kernel interrupt while waiting stops the training (keeping its
-        best adapter and a resumable checkpoint) and is re-raised."""
-        try:
-            return super().result(timeout)
-        except KeyboardInterrupt:
-            self.stop()
-            raise
-
     # ---- text and HTML ----------------------------------------------------------------------------------------------
     def __repr__(self) -> str:
         stats = " ".join(f"{k}={v}" for k, v in self.stats().items() if v != "–")
         return f"<FinetuneJob {self.adapter_name!r} {self.status} {self.elapsed_s:.1f}s {stats}>"
+
+    def summary(self) -> str:
+        """The run's record as text: status, headline numbers, how it ended, and one row per dev evaluation."""
+        lines = [repr(self)]
+        if self.detail:
+            lines.append(self.detail)
+        if self.error is not None:
+            lines.append(f"failed: {type(self.error).__name__}: {self.error}")
+        if self.evals.rows:
+            lines.append(repr(self.evals))
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         stats = " · ".join(f"{html.escape(k)}: {html.escape(v)}" for k, v in self.stats().items())
         return (f'<div class="compound-finetune"><b>{html.escape(self.name)}</b> <span>{html.escape(self.status)}'
                 f"</span> {self.elapsed_s:.1f}s<br>{stats}{self.loss._repr_html_()}{self.dev._repr_html_()}"
                 f"{self.evals._repr_html_()}</div>")
-
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
-        from compound.widgets._live import live_view_bundle  # imports Jupyter only when a kernel is running
-
-        live = {} if self._shown else live_view_bundle(self)
-        return {"text/plain": repr(self), "text/html": self._repr_html_(), **live}
 
 
 def _peak_memory(device: torch.device) -> str:

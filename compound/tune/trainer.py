@@ -11,8 +11,14 @@ copy has its own modules (PEFT injects its layers there) but no second copy of t
    prefix already spares most activations (transformers' checkpointing drops the K/V cache sharing needs).
 
 Example:
-    >>> trainer = AdapterTrainer(loaded, method_config("lora"), TrainConfig())   # doctest: +SKIP
-    >>> loss = trainer.step(batch, lr=2e-3)                                      # doctest: +SKIP
+    >>> from compound import adapters, testing
+    >>> from compound.tune.config import TrainConfig, method_config
+    >>> from compound.tune.data import collate, encode_chat
+    >>> loaded = adapters.loaded_model_of(testing.tiny_served_lm("doc-trainer"))
+    >>> trainer = AdapterTrainer(loaded, method_config("lora"), TrainConfig())
+    >>> batch = collate([encode_chat(loaded.tokenizer, c["messages"]) for c in testing.reverse_chats(8)], 0, True)
+    >>> trainer.step(batch, lr=2e-3) > 0        # the mean cross-entropy over the answer tokens
+    True
 """
 
 from __future__ import annotations

@@ -53,18 +53,20 @@ _flusher = _Flusher(FLUSH_INTERVAL_S)
 
 
 class ModelView(anywidget.AnyWidget):
-    """A widget that follows `source` (a plain model or job); subclasses map its snapshot to traits in `_state`."""
+    """A widget that follows `source` (a plain model or job); subclasses map its snapshot to traits in `_state`.
+
+    It watches its source through `source.watch(fn)` (every `Observable` and every `compound.jobs.Job` has it) and
+    stops watching when it is closed, from Python or by the frontend closing its comm.
+    """
 
     def __init__(self, source: Any, **kwargs: Any):
         super().__init__(**kwargs)
         self.source = source
         self._flush_lock = threading.Lock()
         self.flush()
-        self._unwatch = self._follow(source, lambda *_: _flusher.mark(self))
-
-    def _follow(self, source: Any, on_change) -> Any:
-        """Start watching `source`; returns a function that stops watching."""
-        return source.watch(on_change)
+        self._unwatch = source.watch(lambda *_: _flusher.mark(self))
+        if self.comm is not None:
+            self.comm.on_close(lambda _msg: self.close())
 
     def _state(self, source: Any) -> dict[str, Any]:
         raise NotImplementedError
@@ -80,11 +82,17 @@ class ModelView(anywidget.AnyWidget):
                         setattr(self, key, value)
 
     def close(self) -> None:
+        """Stop following the source and close the comm (the frontend's view goes away)."""
         unwatch = getattr(self, "_unwatch", None)
         if unwatch is not None:
             unwatch()
             self._unwatch = None
         super().close()
+
+    @property
+    def following(self) -> bool:
+        """Whether this view still watches its source (False once closed)."""
+        return getattr(self, "_unwatch", None) is not None
 
     def __repr__(self) -> str:
         # Stable text: it becomes the text/plain fallback of the displayed widget (what nbval and plain

@@ -1,8 +1,9 @@
 """`JobWidget`: a background job's header: name, status, progress, elapsed clock, live stats and a Stop button.
 
 The Stop button sends a one-off "stop" message. Jobs run on their own thread (`compound.jobs`), so the cell that
-started one returns at once; a cell that then blocks on `job.result()` still gets the click, because the widget's comm
-is handled on the subshell JupyterLab sends it on.
+started one returns at once; a cell that then blocks on `job.result()` still gets the click, because compound's waits
+handle the comm messages queued for the blocked shell (`compound.jupyter.pump`). Any `compound.jobs.Job` subclass
+works (a fine-tuning job too); one with a `stats()` method shows those numbers as well.
 
 Example:
     >>> from compound import jobs
@@ -45,22 +46,6 @@ class JobWidget(ModelView):
             raise TypeError(f"JobWidget shows a compound.jobs.Job, got {type(job).__name__}")
         super().__init__(job, **kwargs)
         self.on_msg(self._on_frontend_message)
-        if getattr(self, "comm", None) is not None:
-            # a click must reach the kernel while a cell blocks on job.result(): take it on the frontend's subshell
-            from compound.jupyter import handle_on_frontend_subshell
-
-            handle_on_frontend_subshell(self.comm)
-
-    def _follow(self, job: jobs.Job, on_change) -> Any:
-        watch = getattr(job, "watch", None)  # jobs with live stats announce every change
-        unwatch_stats = watch(on_change) if watch is not None else (lambda: None)
-        unsubscribe = jobs.subscribe(lambda changed: changed is job and on_change())
-
-        def unfollow() -> None:
-            unwatch_stats()
-            unsubscribe()
-
-        return unfollow
 
     def _state(self, job: jobs.Job) -> dict[str, Any]:
         snap = job.snapshot()

@@ -48,8 +48,19 @@ function render({ model, el: root }) {
     }
     head.replaceChildren(headRow);
     const rows = sortRows([...model.get("rows")], sortBy, descending);
+    const rowKey = model.get("row_key");
+    const selected = model.get("selected");
     body.replaceChildren(...rows.map((row) => {
       const tr = el("tr");
+      if (rowKey) {
+        tr.classList.add("compound-selectable");
+        tr.dataset.row = String(row[rowKey]);
+        if (selected !== null && row[rowKey] === selected) tr.classList.add("compound-selected");
+        tr.addEventListener("click", () => {
+          model.set("selected", row[rowKey]);
+          model.save_changes();
+        });
+      }
       for (const column of columns) {
         const td = el("td", "", [formatValue(row[column.key], column.format)]);
         td.dataset.key = column.key;

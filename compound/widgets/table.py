@@ -30,6 +30,9 @@ class TableWidget(ModelView):
     sort_by = traitlets.Unicode(None, allow_none=True).tag(sync=True)
     descending = traitlets.Bool(False).tag(sync=True)
     max_height = traitlets.Int(320).tag(sync=True)  # pixels; the body scrolls beyond it
+    # Clicking a body row sets `selected` to that row's `row_key` value (None: rows are not selectable).
+    row_key = traitlets.Unicode(None, allow_none=True).tag(sync=True)
+    selected = traitlets.Any(None, allow_none=True).tag(sync=True)
 
     def __init__(self, table: Table, **kwargs: Any):
         if not isinstance(table, Table):

@@ -5,7 +5,11 @@ and the Stop button), the train-loss and dev-score `LineChartWidget`s side by si
 per dev evaluation.
 
 Example:
-    >>> view = TrainingView(job)   # what cp.finetune displays in a notebook  # doctest: +SKIP
+    >>> import compound as cp
+    >>> from compound.testing import reverse_chats, tiny_served_lm
+    >>> job = cp.finetune(tiny_served_lm("doc-view"), reverse_chats(), name="reverse-v1", max_steps=2, display=False)
+    >>> TrainingView(job)   # what a notebook shows for the job (cp.widgets.VIEWS)
+    TrainingView('finetune reverse-v1')
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class TrainingView(ipywidgets.VBox):
         self.table = TableWidget(job.evals)
         super().__init__([self.header, ipywidgets.HBox([self.loss, self.dev]), self.table], **kwargs)
         self.add_class("compound-training")
+        if self.comm is not None:  # the frontend closed the view: stop following the job
+            self.comm.on_close(lambda _msg: self.close())
 
     @property
     def parts(self) -> tuple:
@@ -48,6 +54,10 @@ class TrainingView(ipywidgets.VBox):
         for part in self.parts:
             part.close()
         super().close()
+
+    @property
+    def following(self) -> bool:
+        return any(part.following for part in self.parts)
 
     def __repr__(self) -> str:
         return f"TrainingView({self.job.name!r})"  # stable: the text/plain fallback of the displayed view

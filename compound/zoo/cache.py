@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from compound.fileio import replace_folder, sha256_file
+from compound.quiet import quiet_transformers
 from compound.zoo.recipes import RECIPES, ZooRecipe, recipe_hash
 
 log = logging.getLogger(__name__)
@@ -77,20 +78,6 @@ def build_lock(root: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Hide transformers' per-file progress bars (weights load in milliseconds; the bars would only clutter)."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 def save_atomically(folder: Path, model, tokenizer, recipe: ZooRecipe, extra: dict) -> dict:

@@ -3,27 +3,25 @@
     ticket --triage (zoo-tiny)--> category
            --extract (zoo-small)--> order_id
 
-`ModuleCosts` is a DSPy callback that charges every LM call to the predictor that made it (tokens as the engine
-counted them, wall-clock latency), so a pipeline's cost can be read per module after `dspy.Evaluate`.
+`run_demo` evaluates it with `cp.costs` (per-module calls, tokens and latency of a `dspy.Evaluate` run) and reads
+each engine's batching statistics; `DemoReport` prints both as the table the CLI shows.
 
 Example:
-    >>> import compound as cp
     >>> from compound.zoo.demo import run_demo
-    >>> print(run_demo(n=24))          # doctest: +SKIP
+    >>> report = run_demo(n=8)
+    >>> [(row["module"], row["model"], row["calls"]) for row in report.rows()]
+    [('triage', 'local/zoo-tiny', 8), ('extract', 'local/zoo-small', 8)]
 """
 
 from __future__ import annotations
 
 import statistics
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
-from dspy.utils.callback import BaseCallback
-from dspy.utils.usage_tracker import track_usage
 
+from compound.trace.costs import ProgramCosts
 from compound.zoo.suite import TASKS
 
 
@@ -31,10 +29,11 @@ class SupportDesk(dspy.Module):
     """Route a ticket (category) and pull out its order number: two predictors, each may use its own LM.
 
     Example:
-        >>> import compound as cp
-        >>> desk = SupportDesk(triage_lm=cp.zoo.lm("tiny"), extract_lm=cp.zoo.lm("small"))   # doctest: +SKIP
-        >>> desk(ticket="The app crashes on start for order 12345.")                         # doctest: +SKIP
-        Prediction(category='technical', order_id='12345')
+        >>> import dspy, compound as cp
+        >>> desk = SupportDesk(triage_lm=cp.zoo.lm("tiny"), extract_lm=cp.zoo.lm("small"))
+        >>> with dspy.context(adapter=cp.CompactAdapter()):
+        ...     desk(ticket="The app crashes on start for order 12345.").category
+        'technical'
     """
 
     def __init__(self, triage_lm=None, extract_lm=None):
@@ -64,107 +63,23 @@ def desk_metric(example, prediction, trace=None) -> float:
 
 
 @dataclass
-class ModuleCost:
-    """What one predictor spent: calls, tokens (as the engine counted them) and per-call wall-clock latencies."""
-
-    name: str
-    model: str = ""
-    calls: int = 0
-    errors: int = 0  # calls that raised, e.g. an answer the adapter could not parse
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    latencies: list[float] = field(default_factory=list)
-
-    @property
-    def latency_p50(self) -> float:
-        return statistics.median(self.latencies) if self.latencies else 0.0
-
-
-class ModuleCosts(BaseCallback):
-    """DSPy callback: per-predictor calls, tokens and latency of every call made while it is active.
-
-    Tokens come from a nested `dspy` usage tracker opened around each predictor call, so they are exact even when
-    several threads (Evaluate) and several predictors share a model.
-
-    Example:
-        >>> costs = ModuleCosts(program)                                           # doctest: +SKIP
-        >>> with dspy.context(callbacks=[costs]):                                  # doctest: +SKIP
-        ...     dspy.Evaluate(devset=dev, metric=metric, num_threads=8)(program)
-        >>> costs["triage"].prompt_tokens                                          # doctest: +SKIP
-    """
-
-    def __init__(self, program: dspy.Module):
-        self._names = {id(p): name for name, p in program.named_predictors()}
-        self.costs = {name: ModuleCost(name) for name in self._names.values()}
-        self._open: dict[str, tuple[str, float, Any, Any]] = {}
-        self._lock = threading.Lock()
-
-    def __getitem__(self, name: str) -> ModuleCost:
-        return self.costs[name]
-
-    def on_module_start(self, call_id, instance, inputs):
-        name = self._names.get(id(instance))
-        if name is None:
-            return
-        usage_scope = track_usage()
-        tracker = usage_scope.__enter__()  # closed in on_module_end, on the same thread and context
-        lm = instance.lm or dspy.settings.lm
-        with self._lock:
-            self._open[call_id] = (name, time.perf_counter(), usage_scope, tracker)
-            if lm is not None:
-                self.costs[name].model = getattr(lm, "model", str(lm))
-
-    def on_module_end(self, call_id, outputs, exception=None):
-        with self._lock:
-            opened = self._open.pop(call_id, None)
-        if opened is None:
-            return
-        name, start, usage_scope, tracker = opened
-        usage_scope.__exit__(None, None, None)
-        seconds = time.perf_counter() - start
-        usage = tracker.get_total_tokens()
-        with self._lock:
-            cost = self.costs[name]
-            cost.calls += 1
-            cost.errors += exception is not None
-            cost.latencies.append(seconds)
-            for per_model in usage.values():
-                cost.prompt_tokens += int(per_model.get("prompt_tokens") or 0)
-                cost.completion_tokens += int(per_model.get("completion_tokens") or 0)
-
-
-@dataclass
 class DemoReport:
     """Scores, per-module costs and engine statistics of one demo run; `str()` is the table the CLI prints."""
 
     title: str
-    n: int
     num_threads: int
-    score: float
     module_scores: dict[str, float]
-    costs: dict[str, ModuleCost]
+    costs: ProgramCosts  # what `cp.costs` measured: per-module calls, tokens and latency, and the pipeline's score
     engines: dict[str, Any]  # model string -> EngineStats (or None for an LM compound does not serve)
-    seconds: float
 
     def rows(self) -> list[dict[str, Any]]:
         """One dict per module: model, score, calls, tokens, latency (the table's rows, for pandas or a widget)."""
-        return [
-            {
-                "module": name,
-                "model": c.model,
-                "score": round(100 * self.module_scores.get(name, 0.0), 1),
-                "calls": c.calls,
-                "errors": c.errors,
-                "prompt_tokens": c.prompt_tokens,
-                "output_tokens": c.completion_tokens,
-                "latency_p50_ms": round(1000 * c.latency_p50, 1),
-            }
-            for name, c in self.costs.items()
-        ]
+        return [{**row, "score": round(100 * self.module_scores.get(row["module"], 0.0), 1)}
+                for row in self.costs.rows()]
 
     def __str__(self) -> str:
-        lines = [self.title, f"{self.n} held-out tickets, dspy.Evaluate(num_threads={self.num_threads}), "
-                             f"{self.seconds:.1f} s", ""]
+        lines = [self.title, f"{self.costs.n} held-out tickets, dspy.Evaluate(num_threads={self.num_threads}), "
+                             f"{self.costs.seconds:.1f} s", ""]
         head = (f"{'module':10}{'model':22}{'score':>8}{'calls':>7}{'errors':>8}{'prompt tok':>12}{'output tok':>12}"
                 f"{'p50 latency':>13}")
         lines += [head, "-" * len(head)]
@@ -172,7 +87,8 @@ class DemoReport:
             lines.append(f"{r['module']:10}{r['model']:22}{r['score']:>7.1f}%{r['calls']:>7}{r['errors']:>8}"
                          f"{r['prompt_tokens']:>12,}"
                          f"{r['output_tokens']:>12,}{r['latency_p50_ms']:>10.1f} ms")
-        lines += ["-" * len(head), f"{'pipeline':32}{self.score:>7.1f}%   (mean of the module scores per ticket)", ""]
+        lines += ["-" * len(head),
+                  f"{'pipeline':32}{self.costs.score:>7.1f}%   (mean of the module scores per ticket)", ""]
         lines.append("engine batching (compound.lm.engine_of(lm).stats()):")
         for model, s in self.engines.items():
             if s is None:
@@ -189,18 +105,15 @@ class DemoReport:
 
 def evaluate_desk(program: SupportDesk, devset, *, num_threads: int = 8, adapter=None,
                   title: str = "compound demo", display_progress: bool = False) -> DemoReport:
-    """Run `dspy.Evaluate` on the pipeline with per-module cost tracking; returns a `DemoReport`."""
+    """Run the pipeline on `devset` under `cp.costs` (one `dspy.Evaluate` run); returns a `DemoReport`."""
+    import compound as cp
     from compound.lm import engine_of
 
-    costs = ModuleCosts(program)
-    evaluate = dspy.Evaluate(devset=devset, metric=desk_metric, num_threads=num_threads,
-                             display_progress=display_progress, max_errors=len(devset) + 1)
-    start = time.perf_counter()
-    with dspy.context(callbacks=[costs], adapter=adapter):
-        result = evaluate(program)
-    seconds = time.perf_counter() - start
+    with dspy.context(adapter=adapter):
+        spent = cp.costs(program, devset, metric=desk_metric, num_threads=num_threads,
+                         display_progress=display_progress)
     module_scores = {
-        name: statistics.fmean(task.metric(ex, pred) for ex, pred, _ in result.results)
+        name: statistics.fmean(task.metric(ex, pred) for ex, pred, _ in spent.results)
         for name, task in MODULE_TASKS.items()
     }
     engines = {}
@@ -210,7 +123,7 @@ def evaluate_desk(program: SupportDesk, devset, *, num_threads: int = 8, adapter
             engines[lm.model] = engine_of(lm).stats()
         except TypeError:
             engines[lm.model] = None
-    return DemoReport(title, len(devset), num_threads, result.score, module_scores, costs.costs, engines, seconds)
+    return DemoReport(title, num_threads, module_scores, spent, engines)
 
 
 def run_demo(model: str | None = None, *, n: int | None = None, num_threads: int = 8, cache_dir=None,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from compound.zoo.recipes import CONTEXT_LENGTH
+
 SPECIAL_TOKENS = ("<|pad|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>")
 
 # `render_prompt` in compound.lm feeds this template [system, *messages] with add_generation_prompt=True.
@@ -57,7 +59,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
         pad_token="<|pad|>",
         eos_token="<|end|>",
         clean_up_tokenization_spaces=False,
-        model_max_length=256,
+        model_max_length=CONTEXT_LENGTH,
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast

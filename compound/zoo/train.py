@@ -1,8 +1,10 @@
 """Deterministic pretraining of the zoo models on the task suite, rendered exactly as they will be prompted.
 
-Each training sequence is `render_prompt(tokenizer, system, [user])` (what compound's engine feeds the model for a
-CompactAdapter request) followed by the assistant's answer and `<|end|>`; the answer carries the loss, the prompt a
-small share of it (`ZooRecipe.prompt_loss_weight`).
+A training sequence is what compound's engine feeds the model for a CompactAdapter request: the task's instructions
+(`<|system|>`), then one or more examples of that task as `<|user|>inputs<|assistant|>outputs<|end|>` turns. With one
+example it is a zero-shot call; with several, every earlier example is a demo for the later ones, exactly as DSPy
+renders few-shot demos, so the demos an optimizer adds neither overflow the context nor derail the model. Every answer
+carries the loss, the prompt a small share of it (`ZooRecipe.prompt_loss_weight`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,19 @@ from compound.zoo.suite import TASKS
 
 @dataclass
 class Encoded:
-    """One task's training split as token ids, with where the answer starts in each sequence."""
+    """One task's training split as token ids: the instructions once, then each example's turn in two parts."""
 
-    ids: list[list[int]]
-    answer_start: list[int]
+    system: list[int]  # <|system|> + instructions
+    prompts: list[list[int]]  # <|user|> + inputs + <|assistant|>, one per example
+    answers: list[list[int]]  # outputs + <|end|>, one per example: the tokens that carry the answer loss
+
+    def sequence(self, rows: list[int]) -> tuple[list[int], list[bool]]:
+        """Token ids of the examples `rows` packed after the instructions, and which of them are answer tokens."""
+        ids, is_answer = list(self.system), [False] * len(self.system)
+        for row in rows:
+            ids += self.prompts[row] + self.answers[row]
+            is_answer += [False] * len(self.prompts[row]) + [True] * len(self.answers[row])
+        return ids, is_answer
 
 
 def corpus_messages(split: str = "train") -> dict[str, list[list[dict]]]:
@@ -53,28 +64,33 @@ def tokenizer_texts(messages: dict[str, list[list[dict]]]) -> Iterator[str]:
 
 
 def encode(tokenizer, messages: dict[str, list[list[dict]]]) -> dict[str, Encoded]:
-    """Token ids of prompt + answer + `<|end|>`; checks the prompt is the engine's rendering, token for token."""
+    """Tokenize every example's turn; checks a packed sequence against the chat template and the engine's prompt."""
     from compound.lm.prompt import prompt_ids, render_prompt
 
+    assistant = "<|assistant|>"  # render_prompt ends every prompt with it (add_generation_prompt)
     encoded: dict[str, Encoded] = {}
     for task, convos in messages.items():
-        prompts = [render_prompt(tokenizer, convo[0]["content"], convo[1:-1]) for convo in convos]
+        system = convos[0][0]["content"]
+        if any(convo[0]["content"] != system for convo in convos):
+            raise RuntimeError(f"zoo task {task!r} must have one system prompt (its instructions)")
+        # roles are special tokens, so BPE merges never cross a turn boundary and turns tokenize on their own
+        system_text = render_prompt(tokenizer, system, []).removesuffix(assistant)
+        prompts = [render_prompt(tokenizer, None, convo[1:-1]) for convo in convos]
         answers = [convo[-1]["content"] + tokenizer.eos_token for convo in convos]
-        full_texts = [p + a for p, a in zip(prompts, answers)]
-        reference = tokenizer.apply_chat_template(convos[0], tokenize=False)
-        if reference != full_texts[0]:
-            raise RuntimeError(f"zoo training text {full_texts[0]!r} differs from the chat template {reference!r}")
-        prompt_tokens = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        full_tokens = tokenizer(full_texts, add_special_tokens=False)["input_ids"]
-        starts = []
-        for p, f in zip(prompt_tokens, full_tokens):
-            # the answer follows the special <|assistant|> token, so BPE merges never cross the boundary
-            if f[: len(p)] != p:
-                raise RuntimeError("prompt tokens are not a prefix of the training sequence")
-            starts.append(len(p))
-        if prompt_tokens[0] != prompt_ids(tokenizer, prompts[0]):
-            raise RuntimeError("zoo prompt tokens differ from what the engine feeds the model")
-        encoded[task] = Encoded(full_tokens, starts)
+        data = encoded[task] = Encoded(
+            tokenizer(system_text, add_special_tokens=False)["input_ids"],
+            tokenizer(prompts, add_special_tokens=False)["input_ids"],
+            tokenizer(answers, add_special_tokens=False)["input_ids"],
+        )
+        # Two examples packed (the first is the second's demo) must be the chat template's tokens, and what precedes
+        # the second answer must be the prompt the engine feeds the model.
+        two = [*convos[0], *convos[1][1:]]
+        ids, _ = data.sequence([0, 1])
+        if ids != tokenizer(tokenizer.apply_chat_template(two, tokenize=False), add_special_tokens=False)["input_ids"]:
+            raise RuntimeError(f"zoo training tokens of {task!r} differ from the chat template's")
+        prompt = prompt_ids(tokenizer, render_prompt(tokenizer, system, two[1:-1]))
+        if ids[: len(prompt)] != prompt or ids[len(prompt):] != data.answers[1]:
+            raise RuntimeError(f"zoo training prompt of {task!r} differs from what the engine feeds the model")
     return encoded
 
 
@@ -107,23 +123,30 @@ def training_threads() -> int:
 
 
 def _batches(recipe: ZooRecipe, data: dict[str, Encoded], pad_id: int) -> Iterator[tuple]:
+    """`recipe.steps` batches of (input_ids, attention mask, answer mask) holding ~`batch_size` examples each.
+
+    A step packs k examples into each sequence (k = 1, or 2..`max_pack` for a `packed_share` of the steps) and takes
+    `batch_size // k` sequences, so every step trains on about as many answers and tokens whatever k is.
+    """
     import torch
 
     rng = random.Random(f"compound-zoo/batches/{recipe.name}/{recipe.seed}")
     names = [name for name, _ in recipe.task_mix]
     weights = [w for _, w in recipe.task_mix]
-    for _ in range(recipe.steps):
-        picks = [(task, rng.randrange(len(data[task].ids))) for task in rng.choices(names, weights, k=recipe.batch_size)]
-        width = max(len(data[t].ids[i]) for t, i in picks)
-        input_ids = torch.full((len(picks), width), pad_id, dtype=torch.long)
-        labels = torch.full((len(picks), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(picks), width), dtype=torch.long)
-        for row, (t, i) in enumerate(picks):
-            seq, start = data[t].ids[i], data[t].answer_start[i]
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            labels[row, start : len(seq)] = torch.tensor(seq[start:])
-            mask[row, : len(seq)] = 1
-        yield input_ids, mask, labels
+    for step in range(recipe.steps):
+        packing = step >= recipe.packed_from * recipe.steps and rng.random() < recipe.packed_share
+        k = rng.randint(2, recipe.max_pack) if packing else 1
+        rows = [data[task].sequence([rng.randrange(len(data[task].prompts)) for _ in range(k)])
+                for task in rng.choices(names, weights, k=max(1, recipe.batch_size // k))]
+        width = max(len(ids) for ids, _ in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        is_answer = torch.zeros((len(rows), width), dtype=torch.bool)
+        for row, (ids, answer) in enumerate(rows):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+            is_answer[row, : len(ids)] = torch.tensor(answer)
+        yield input_ids, mask, is_answer
 
 
 def weighted_loss(logits, targets, mask, is_answer, prompt_weight: float):
@@ -171,10 +194,9 @@ def pretrain(recipe: ZooRecipe, tokenizer, data: dict[str, Encoded], progress=No
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
         model.train()
-        for input_ids, mask, labels in _batches(recipe, data, tokenizer.pad_token_id):
+        for input_ids, mask, is_answer in _batches(recipe, data, tokenizer.pad_token_id):
             logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
-            loss = weighted_loss(logits, input_ids[:, 1:], mask[:, 1:], labels[:, 1:] != -100,
-                                 recipe.prompt_loss_weight)
+            loss = weighted_loss(logits, input_ids[:, 1:], mask[:, 1:], is_answer[:, 1:], recipe.prompt_loss_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()

@@ -1,6 +1,8 @@
 /**
- * One notebook kernel's compound comm: opens its own comm to the kernel's `compound` target once compound is
- * loaded there, keeps the latest snapshot and sends Cancel requests. A kernel restart drops the snapshot.
+ * One kernel's compound comm, shared by every panel on that kernel: opens its own comm to the kernel's `compound`
+ * target once compound is loaded there, keeps the latest snapshot and sends Cancel requests. `refresh()` asks for a
+ * snapshot and doubles as the page's heartbeat (the kernel drops comms it stops hearing from: reloaded or closed
+ * pages). A kernel restart drops the snapshot.
  */
 import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
@@ -62,6 +64,18 @@ export class KernelChannel implements IDisposable {
     return true;
   }
 
+  /** Seconds between refreshes; sent to the kernel, which keeps our comm while it hears from us this often. */
+  intervalS = 5;
+
+  /** Ask for a fresh snapshot (and tell the kernel this page is alive). False when not connected. */
+  refresh(): boolean {
+    if (!this._comm || this._comm.isDisposed) {
+      return false;
+    }
+    this._comm.send({ type: 'refresh', interval_s: this.intervalS });
+    return true;
+  }
+
   /** Ask the kernel to stop a job (job.stop(): it ends gracefully, keeping its best result). */
   cancel(jobId: string): void {
     if (!this._comm) {
@@ -117,7 +131,7 @@ export class KernelChannel implements IDisposable {
         this._setSnapshot(null);
       }
     };
-    comm.open({ type: 'refresh' });
+    comm.open({ type: 'refresh', interval_s: this.intervalS });
   }
 
   private _handle(data: unknown): void {

@@ -1,8 +1,9 @@
 /**
- * The "Compound" sidebar view: draws one kernel snapshot (models, engine statistics, adapters, jobs,
- * device memory). It knows nothing about kernels; `KernelChannel` (channel.ts) feeds it and receives
- * its Cancel clicks through `onCancel`.
+ * The "Compound" sidebar view: draws one kernel snapshot (models with their context size, engine statistics,
+ * adapters, jobs, device memory) and the errors the user has not dismissed yet. It knows nothing about kernels;
+ * `SidebarController` (controller.ts) feeds it and receives its Cancel clicks through `onCancel`.
  */
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { formatBytes, formatCount, formatDuration, histogramMean } from './format';
@@ -11,7 +12,8 @@ import {
   IJobSnapshot,
   IKernelSnapshot,
   IModelSnapshot,
-  SIDEBAR_ID
+  SIDEBAR_ID,
+  TRANSLATION_DOMAIN
 } from './tokens';
 
 /** What the sidebar is looking at. */
@@ -59,34 +61,46 @@ function keyValue(parent: HTMLElement, key: string, value: string): void {
   parent.appendChild(row);
 }
 
-export function renderDevice(device: IDeviceMemory): HTMLElement {
+const defaultTrans = nullTranslator.load(TRANSLATION_DOMAIN);
+
+export function renderDevice(device: IDeviceMemory, trans: TranslationBundle = defaultTrans): HTMLElement {
   const node = el('section', 'jp-compound-device');
-  node.appendChild(el('h3', '', device.kind === 'cuda' ? `GPU · ${device.name}` : 'CPU · process memory'));
+  node.appendChild(
+    el('h3', '', device.kind === 'cuda' ? trans.__('GPU · %1', device.name) : trans.__('CPU · process memory'))
+  );
   const total = device.total_bytes;
   const label =
     total && total > 0
       ? `${formatBytes(device.used_bytes)} / ${formatBytes(total)}`
       : formatBytes(device.used_bytes);
-  keyValue(node, device.kind === 'cuda' ? 'used' : 'resident', label);
+  keyValue(node, device.kind === 'cuda' ? trans.__('used') : trans.__('resident'), label);
   node.appendChild(meter(total ? device.used_bytes / total : 0, 'jp-compound-device-meter'));
   return node;
 }
 
-export function renderModel(model: IModelSnapshot): HTMLElement {
+export function renderModel(model: IModelSnapshot, trans: TranslationBundle = defaultTrans): HTMLElement {
   const node = el('div', 'jp-compound-model');
   node.dataset.modelName = model.name;
   const title = el('div', 'jp-compound-model-name', model.name);
   title.title = model.model_id;
   node.appendChild(title);
-  keyValue(node, 'parameters', formatCount(model.params));
-  keyValue(node, 'device', `${model.device} · ${model.dtype}`);
-  keyValue(node, 'memory', formatBytes(model.memory_bytes));
+  keyValue(node, trans.__('parameters'), formatCount(model.params));
+  if (model.context_tokens) {
+    keyValue(node, trans.__('context'), trans.__('%1 tokens', formatCount(model.context_tokens)));
+  }
+  keyValue(node, trans.__('device'), `${model.device} · ${model.dtype}`);
+  keyValue(node, trans.__('memory'), formatBytes(model.memory_bytes));
   const stats = model.stats || {};
   const engine = el('div', 'jp-compound-engine');
-  keyValue(engine, 'queue', `${stats.queue_depth ?? 0} waiting · ${stats.requests_running ?? 0} running`);
-  keyValue(engine, 'batch size', histogramMean(stats.batch_size_hist).toFixed(1));
-  keyValue(engine, 'tok/s', (stats.tokens_per_s ?? 0).toFixed(1));
-  keyValue(engine, 'requests', `${stats.requests_total ?? 0}${stats.errors ? ` · ${stats.errors} errors` : ''}`);
+  keyValue(
+    engine,
+    trans.__('queue'),
+    trans.__('%1 waiting · %2 running', stats.queue_depth ?? 0, stats.requests_running ?? 0)
+  );
+  keyValue(engine, trans.__('batch size'), histogramMean(stats.batch_size_hist).toFixed(1));
+  keyValue(engine, trans.__('tok/s'), (stats.tokens_per_s ?? 0).toFixed(1));
+  const errors = stats.errors ? trans.__(' · %1 errors', stats.errors) : '';
+  keyValue(engine, trans.__('requests'), `${stats.requests_total ?? 0}${errors}`);
   node.appendChild(engine);
   if (model.adapters && model.adapters.length > 0) {
     const adapters = el('div', 'jp-compound-adapters');
@@ -98,13 +112,17 @@ export function renderModel(model: IModelSnapshot): HTMLElement {
   return node;
 }
 
-export function renderJob(job: IJobSnapshot, cancelButton: HTMLButtonElement | null): HTMLElement {
+export function renderJob(
+  job: IJobSnapshot,
+  cancelButton: HTMLButtonElement | null,
+  trans: TranslationBundle = defaultTrans
+): HTMLElement {
   const node = el('div', `jp-compound-job jp-mod-${job.status}`);
   node.dataset.jobId = job.id;
   node.dataset.status = job.status;
   const head = el('div', 'jp-compound-job-head');
   head.appendChild(el('span', 'jp-compound-job-name', job.name));
-  head.appendChild(el('span', 'jp-compound-job-status', job.status));
+  head.appendChild(el('span', 'jp-compound-job-status', trans.__(job.status)));
   node.appendChild(head);
   const running = job.status === 'running';
   node.appendChild(meter(running ? job.progress : 1, 'jp-compound-job-meter'));
@@ -121,11 +139,12 @@ export class CompoundSidebar extends Widget {
   /** Called with a job id when the user presses Cancel. */
   onCancel: (jobId: string) => void = () => undefined;
 
-  constructor() {
+  constructor(trans: TranslationBundle = defaultTrans) {
     super();
+    this._trans = trans;
     this.id = SIDEBAR_ID;
     this.addClass('jp-compound-sidebar');
-    this.title.caption = 'Compound: models and jobs of this notebook\'s kernel';
+    this.title.caption = trans.__("Compound: models and jobs of this notebook's kernel");
     this.render({ kind: 'no-notebook' });
   }
 
@@ -138,55 +157,78 @@ export class CompoundSidebar extends Widget {
     this._pending.add(jobId);
   }
 
+  /** The error notes on show, oldest first; each stays until its ✕ is clicked. */
+  get errors(): string[] {
+    return [...this._errors];
+  }
+
+  /** Show an error note that survives redraws until the user dismisses it. */
   showError(message: string): void {
-    const note = el('div', 'jp-compound-error', message);
-    this.node.appendChild(note);
+    this._errors.push(message);
+    this.render(this._state);
+  }
+
+  dismissError(index: number): void {
+    this._errors.splice(index, 1);
+    this.render(this._state);
   }
 
   render(state: SidebarState): void {
+    const trans = this._trans;
     this._state = state;
     const root = this.node;
     root.textContent = '';
-    root.appendChild(el('h2', 'jp-compound-title', 'Compound'));
+    root.appendChild(el('h2', 'jp-compound-title', trans.__('Compound')));
+    this._errors.forEach((message, index) => {
+      const note = el('div', 'jp-compound-error', message);
+      const dismiss = el('button', 'jp-compound-dismiss jp-Button jp-mod-minimal', '✕');
+      dismiss.title = trans.__('Dismiss');
+      dismiss.addEventListener('click', () => this.dismissError(index));
+      note.appendChild(dismiss);
+      root.appendChild(note);
+    });
     if (state.kind === 'no-notebook') {
-      root.appendChild(el('p', 'jp-compound-empty', 'Open a notebook to see its kernel\'s models and jobs.'));
+      root.appendChild(el('p', 'jp-compound-empty', trans.__("Open a notebook to see its kernel's models and jobs.")));
       return;
     }
     const notebook = el('div', 'jp-compound-notebook', state.notebook.split('/').pop());
     notebook.title = state.notebook;
     root.appendChild(notebook);
     if (state.kind === 'no-kernel') {
-      root.appendChild(el('p', 'jp-compound-empty', 'This notebook has no running kernel.'));
+      root.appendChild(el('p', 'jp-compound-empty', trans.__('This notebook has no running kernel.')));
       return;
     }
     if (state.kind === 'not-loaded') {
       const p = el('p', 'jp-compound-empty');
-      p.append('compound is not loaded in this kernel. Run ');
+      // The translated sentence with markers where the two code snippets go.
+      const sentence = trans.__('compound is not loaded in this kernel. Run %1 or %2.', '\u0001', '\u0002');
+      const [before, between, after] = sentence.split(/[\u0001\u0002]/);
+      p.append(before);
       p.appendChild(el('code', '', 'import compound'));
-      p.append(' or ');
+      p.append(between);
       p.appendChild(el('code', '', '%load_ext compound'));
-      p.append('.');
+      p.append(after);
       root.appendChild(p);
       return;
     }
     const { snapshot } = state;
-    root.appendChild(renderDevice(snapshot.device));
+    root.appendChild(renderDevice(snapshot.device, trans));
 
     const models = el('section', 'jp-compound-models');
-    models.appendChild(el('h3', '', `Models (${snapshot.models.length})`));
+    models.appendChild(el('h3', '', trans.__('Models (%1)', snapshot.models.length)));
     if (snapshot.models.length === 0) {
-      models.appendChild(el('p', 'jp-compound-empty', 'No model loaded (cp.LM(...) loads one).'));
+      models.appendChild(el('p', 'jp-compound-empty', trans.__('No model loaded (cp.LM(...) loads one).')));
     }
     for (const model of snapshot.models) {
-      models.appendChild(renderModel(model));
+      models.appendChild(renderModel(model, trans));
     }
     root.appendChild(models);
 
     const jobs = el('section', 'jp-compound-jobs');
     const running = snapshot.jobs.filter(j => j.status === 'running').length;
-    jobs.appendChild(el('h3', '', `Jobs (${running} running)`));
+    jobs.appendChild(el('h3', '', trans.__('Jobs (%1 running)', running)));
     if (snapshot.jobs.length === 0) {
-      jobs.appendChild(el('p', 'jp-compound-empty', 'No background job.'));
+      jobs.appendChild(el('p', 'jp-compound-empty', trans.__('No background job.')));
     }
     // Forget pending cancels of jobs that are no longer running.
     for (const id of [...this._pending]) {
@@ -195,7 +237,7 @@ export class CompoundSidebar extends Widget {
       }
     }
     for (const job of snapshot.jobs) {
-      jobs.appendChild(renderJob(job, this._cancelButton(job)));
+      jobs.appendChild(renderJob(job, this._cancelButton(job), trans));
     }
     for (const id of [...this._buttons.keys()]) {
       if (!snapshot.jobs.some(j => j.id === id && (j.status === 'running' || j.status === 'stopping'))) {
@@ -216,22 +258,24 @@ export class CompoundSidebar extends Widget {
     let button = this._buttons.get(job.id);
     if (!button) {
       button = el('button', 'jp-compound-cancel jp-Button jp-mod-styled jp-mod-warn');
-      button.title = `Stop ${job.name}; it keeps the best result so far`;
+      button.title = this._trans.__('Stop %1; it keeps the best result so far', job.name);
       const b = button;
       button.addEventListener('click', () => {
         this.markCancelling(job.id);
         b.disabled = true;
-        b.textContent = 'Stopping…';
+        b.textContent = this._trans.__('Stopping…');
         this.onCancel(job.id);
       });
       this._buttons.set(job.id, button);
     }
     const asked = this._pending.has(job.id) || job.status === 'stopping';
-    button.textContent = asked ? 'Stopping…' : 'Cancel';
+    button.textContent = asked ? this._trans.__('Stopping…') : this._trans.__('Cancel');
     button.disabled = asked;
     return button;
   }
 
+  private _trans: TranslationBundle;
+  private _errors: string[] = [];
   private _buttons = new Map<string, HTMLButtonElement>();
   private _state: SidebarState = { kind: 'no-notebook' };
   private _pending = new Set<string>();

@@ -12,13 +12,26 @@ export const COMM_TARGET = 'compound';
 /** MIME type of `cp.show(program)`. */
 export const PIPELINE_MIME_TYPE = 'application/vnd.compound.pipeline+json';
 
-/** Id of the sidebar widget (Galata tests select on it). */
+/** Id of the sidebar widget (Galata tests select on it; the layout restorer keys on it). */
 export const SIDEBAR_ID = 'compound-sidebar';
+
+/** Translation domain of the extension's strings. */
+export const TRANSLATION_DOMAIN = 'compound-jupyterlab';
 
 export enum CommandIDs {
   showSidebar = 'compound:show-sidebar',
   refreshSidebar = 'compound:refresh-sidebar'
 }
+
+/** The sidebar plugin's settings (schema/sidebar.json). */
+export interface ISidebarSettings {
+  /** Seconds between the sidebar's refresh requests (also its heartbeat: the kernel drops silent pages). */
+  refreshInterval: number;
+  /** Open the sidebar when JupyterLab (or Notebook 7) loads. */
+  openOnLoad: boolean;
+}
+
+export const DEFAULT_SETTINGS: ISidebarSettings = { refreshInterval: 5, openOnLoad: false };
 
 export interface IEngineStats {
   requests_total?: number;
@@ -41,9 +54,11 @@ export interface IModelSnapshot {
   memory_bytes: number;
   adapters: string[];
   stats: IEngineStats;
+  /** Prompt + output tokens one call may use (the engine's max_seq_len). */
+  context_tokens?: number | null;
 }
 
-export type JobStatus = 'running' | 'stopping' | 'done' | 'failed' | 'cancelled';
+export type JobStatus = 'running' | 'stopping' | 'done' | 'failed' | 'stopped';
 
 export interface IJobSnapshot {
   id: string;

@@ -87,9 +87,9 @@ def test_running_job_appears_and_cancel_stops_it(bridge):
                                     for s in bridge.announce.snapshots() for j in s["jobs"]))
         bridge.announce.frontend_sends({"type": "cancel", "job_id": job.id})
         assert job.wait(10), "cancel did not end the job"
-        assert job.status == "cancelled" and job.result() == "kept best so far"
+        assert job.status == "stopped" and job.result() == "kept best so far"
         assert {"type": "cancelled", "job_id": job.id, "ok": True, "error": None} in bridge.announce.replies()
-        assert wait_for(lambda: any(j["id"] == job.id and j["status"] == "cancelled"
+        assert wait_for(lambda: any(j["id"] == job.id and j["status"] == "stopped"
                                     for j in bridge.announce.snapshots()[-1]["jobs"]))
     finally:
         job.stop()
@@ -127,16 +127,42 @@ def test_bursts_of_job_updates_are_rate_limited(bridge):
 
 
 def test_a_slow_frontend_never_blocks_the_job_thread(bridge):
-    """Job updates only set an event: a comm whose send blocks must not slow the job down."""
+    """Job updates only set an event: a comm whose send blocks must not hold the job back."""
     gate = threading.Event()
     original_send = bridge.announce.send
-    bridge.announce.send = lambda *a, **k: (gate.wait(5), original_send(*a, **k))
-    t0 = time.monotonic()
-    job = jobs.start(lambda job: [job.update(progress=i / 50) or time.sleep(0.001) for i in range(50)],
-                     name="fast", kind="test")
-    assert job.wait(5)
-    assert time.monotonic() - t0 < 1.0
+    bridge.announce.send = lambda *a, **k: (gate.wait(30), original_send(*a, **k))
+    job = jobs.start(lambda job: [job.update(progress=i / 50) for i in range(50)], name="fast", kind="test")
+    assert job.wait(20) and not gate.is_set()  # the job ended while the frontend's send was still stuck
     gate.set()
+
+
+def test_frontend_comms_that_stop_speaking_are_dropped_and_speaking_renews_the_lease(bridge):
+    import time as clock
+
+    bridge.min_lease_s = 10.0
+    pages = []
+    for _ in range(2):
+        page = RecordingComm(target_name=COMM_TARGET, primary=False)
+        bridge.manager.targets[COMM_TARGET](page, {"content": {"data": {"type": "refresh", "interval_s": 2}}})
+        pages.append(page)
+    alive, reloaded = pages
+    assert set(bridge.comm_ids) >= {alive.comm_id, reloaded.comm_id}
+    # Eight seconds later only `alive` has spoken (its refresh doubles as a heartbeat); `reloaded` is gone.
+    later = clock.monotonic() + 8
+    bridge._leases[alive.comm_id] = later + bridge._lease_for({"interval_s": 2})
+    assert bridge.drop_silent_comms(now=later) == []  # the control case: within the lease nothing is dropped
+    assert bridge.drop_silent_comms(now=later + 5) == [reloaded.comm_id]
+    assert reloaded.comm_id not in bridge.comm_ids and alive.comm_id in bridge.comm_ids
+    assert ("comm_close", {}) in [(t, d or {}) for t, d in reloaded.published]
+    assert bridge.announce.comm_id in bridge.comm_ids  # the kernel's own announcement has no lease
+
+
+def test_a_message_renews_the_lease(bridge):
+    page = RecordingComm(target_name=COMM_TARGET, primary=False)
+    bridge.manager.targets[COMM_TARGET](page, {"content": {"data": {"interval_s": 1}}})
+    first = bridge._leases[page.comm_id]
+    page.frontend_sends({"type": "refresh", "interval_s": 100})
+    assert bridge._leases[page.comm_id] > first + 100  # three of its new intervals
 
 
 def test_unknown_message_type_is_ignored(bridge, caplog):

@@ -1,12 +1,15 @@
 """The `compound` comm in a real ipykernel, driven over ZMQ the way JupyterLab drives it.
 
 Proves the transport claims of the sidebar: `import compound` announces itself with a snapshot, a late
-frontend finds the comm with comm_info, and Cancel reaches a job while a cell blocks the main shell when the
-comm message travels on a kernel subshell (JupyterLab's default "commsOverSubshells": "perCommTarget").
+frontend finds the comm with comm_info, and Cancel reaches a job while a cell blocks the main shell in `job.result()`,
+whether the frontend sends comm messages on a kernel subshell (JupyterLab's default "commsOverSubshells":
+"perCommTarget") or not at all (the setting off; VS Code, Colab). The widget's Stop and kernel interrupts are in
+test_kernel_wait.py.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 
@@ -30,7 +33,7 @@ job.id
 @pytest.fixture
 def kernel():
     km = jupyter_client.KernelManager(kernel_name="python3")
-    km.start_kernel()
+    km.start_kernel(env={**os.environ, "JPY_SESSION_NAME": "sidebar.ipynb"})  # as a Jupyter server session starts it
     kc = km.blocking_client()
     kc.start_channels()
     kc.wait_for_ready(timeout=60)
@@ -59,7 +62,10 @@ def run(kc, code, timeout=60):
 
 
 def evaluate(kc, expr):
-    reply = kc.execute_interactive("", user_expressions={"x": expr}, timeout=30, output_hook=lambda m: None)
+    # After a cell fails (e.g. an interrupt), ipykernel aborts requests that were queued behind it; ask again then.
+    while (reply := kc.execute_interactive("", user_expressions={"x": expr}, timeout=30,
+                                           output_hook=lambda m: None))["content"]["status"] == "aborted":
+        pass
     return reply["content"]["user_expressions"]["x"]["data"]["text/plain"]
 
 
@@ -127,46 +133,26 @@ def test_cancel_between_cells_and_snapshots_follow_the_job(kernel):
                         and m["content"]["data"].get("type") == "cancelled")
     assert reply["content"]["data"] == {"type": "cancelled", "job_id": job_id, "ok": True, "error": None}
     iopub_until(kernel, lambda m: m["msg_type"] == "comm_msg"
-                and any(j["id"] == job_id and j["status"] == "cancelled"
+                and any(j["id"] == job_id and j["status"] == "stopped"
                         for j in m["content"]["data"].get("jobs", [])))
     assert evaluate(kernel, "job.result(timeout=5)") == "'stopped cleanly'"
 
 
 @pytest.mark.slow
-def test_cancel_over_a_subshell_reaches_a_job_while_a_cell_blocks(kernel):
-    """The cell waits on the job; only a Cancel handled on another thread can end it."""
+@pytest.mark.parametrize("subshells", [True, False], ids=["comms-over-subshells", "no-subshells"])
+def test_cancel_reaches_a_job_while_a_cell_blocks_in_result(kernel, subshells):
+    """The cell waits on a job that runs until stopped; only a Cancel handled during that wait can end it."""
     run(kernel, "import compound")
     comm_id = comm_id_of_compound(kernel)
     run(kernel, START_JOB)
     job_id = evaluate(kernel, "job.id").strip("'")
-    subshell_id = create_subshell(kernel)
+    subshell_id = create_subshell(kernel) if subshells else None
 
-    blocking = kernel.execute("outcome = job.result(timeout=60)")  # blocks the main shell
+    blocking = kernel.execute("outcome = job.result(timeout=120)")  # blocks the main shell
     iopub_until(kernel, lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "busy"
                 and m["parent_header"].get("msg_id") == blocking)
-    t0 = time.monotonic()
     send_comm_msg(kernel, comm_id, {"type": "cancel", "job_id": job_id}, subshell_id=subshell_id)
-    reply = shell_reply(kernel, blocking)
-    assert reply["content"]["status"] == "ok"
-    assert time.monotonic() - t0 < 10, "the blocked cell ended only after the job's own timeout"
+    reply = shell_reply(kernel, blocking, timeout=150)
+    assert reply["content"]["status"] == "ok", reply["content"]  # not the TimeoutError of an unheard Cancel
     assert evaluate(kernel, "outcome") == "'stopped cleanly'"
-    assert evaluate(kernel, "job.status") == "'cancelled'"
-
-
-@pytest.mark.slow
-def test_handle_on_frontend_subshell_lets_a_widget_stop_reach_a_blocked_kernel(kernel):
-    """ipykernel routes a widget's clicks to the shell that last sent on its comm (the busy main shell);
-    after handle_on_frontend_subshell(widget.comm) the click runs on the subshell JupyterLab chose."""
-    run(kernel, START_JOB)
-    run(kernel, "from compound.widgets import JobWidget\nfrom IPython.display import display\n"
-                "from compound.jupyter import handle_on_frontend_subshell\n"
-                "w = JobWidget(job); display(w); handle_on_frontend_subshell(w.comm)")
-    comm_id = evaluate(kernel, "w.comm.comm_id").strip("'")
-    subshell_id = create_subshell(kernel)
-    blocking = kernel.execute("job.result(timeout=60)")
-    time.sleep(0.5)
-    t0 = time.monotonic()
-    send_comm_msg(kernel, comm_id, {"method": "custom", "content": {"type": "stop"}}, subshell_id=subshell_id)
-    assert shell_reply(kernel, blocking, timeout=90)["content"]["status"] == "ok"
-    assert time.monotonic() - t0 < 10
-    assert evaluate(kernel, "job.status") == "'cancelled'"
+    assert evaluate(kernel, "job.status") == "'stopped'"

@@ -66,3 +66,15 @@ def test_no_lm_configured_is_said_plainly():
 def test_a_non_program_gets_a_clear_error():
     with pytest.raises(TypeError, match=r"cp.show expects a DSPy program .* cp.show\(dspy.Predict"):
         cp.show("question -> answer")
+
+
+def test_text_and_html_name_the_adapter_and_where_each_lm_comes_from(program):
+    with dspy.context(lm=dspy.LM("local/base-model"), adapter=cp.CompactAdapter()):
+        bundle = cp.show(program)._repr_mimebundle_()
+    text = bundle["text/plain"]
+    assert text.splitlines()[0] == "RewriteThenAnswer: 3 predictors, adapter CompactAdapter (configured)"
+    assert "rewrite  Predict  question -> query  demos=0  lm=local/base-model (default)" in text
+    assert "lm=local/tiny-llama@lora-qa (own)" in text
+    assert "CompactAdapter (configured)" in bundle["text/html"] and "local/tiny-llama@lora-qa (own)" in bundle["text/html"]
+    with dspy.context(adapter=None):
+        assert "adapter ChatAdapter (DSPy's default)" in str(cp.show(program))

@@ -26,9 +26,9 @@ def capitals():
 def make_engine(varied):
     engines = []
 
-    def make(**config):
+    def make(start=True, **config):
         model, tok = varied
-        engine = Engine(model, tok, EngineConfig(**{"max_batch_size": 8, "max_seq_len": 256, **config}))
+        engine = Engine(model, tok, EngineConfig(**{"max_batch_size": 8, "max_seq_len": 256, **config}), start=start)
         engines.append(engine)
         return engine
 

@@ -89,7 +89,7 @@ def test_copies_and_saved_programs_share_one_set_of_weights(lm, tmp_path):
     fresh.load(path, allow_unsafe_lm_state=True)
     assert fresh.predict.lm.model == "local/capitals"
     assert engine_of(fresh.predict.lm).model is weights
-    assert sum(1 for m in cp.loaded_models() if m.name == "capitals") == 1
+    assert len({id(m.model) for m in cp.loaded_models() if m.name == "capitals"}) == 1  # one set of weights
     assert fresh(question=question("Spain")).answer == "Madrid"
 
 
@@ -105,24 +105,25 @@ def test_unknown_adapter_is_refused_not_served_by_the_base(lm):
         tuned("What is the capital of Peru?")
 
 
-def test_after_an_engine_crash_the_next_call_gets_a_fresh_engine(lm):
+def test_a_broken_model_fails_one_request_then_stops_and_the_next_call_gets_a_fresh_engine(lm):
+    """A forward fault fails the request alone; a second request failing alone means the model is broken: the engine
+    stops (its K/V freed), and the next call starts a fresh engine on the same weights."""
     broken = engine_of(lm)
-
-    def crash(seqs, chunks):
-        raise RuntimeError("device-side assert (injected)")
-
-    broken.runner.forward = crash
-    with dspy.context(lm=lm), pytest.raises(Exception, match="device-side assert"):
-        dspy.Predict("question -> answer")(question=question("Peru"))
+    broken.faults.inject("prefill", error=lambda: RuntimeError("device-side assert (injected)"))
+    predict = dspy.Predict("question -> answer")
+    with dspy.context(lm=lm), pytest.raises(dspy.LMUnexpectedError, match="failed at prefill.*device-side assert"):
+        predict(question=question("Peru"))
+    assert broken.alive
+    with dspy.context(lm=lm), pytest.raises(dspy.LMUnexpectedError, match="stopped: RuntimeError: device-side assert"):
+        predict(question=question("Chile"))
+    assert not broken.alive and broken.kv.nbytes == 0
     with dspy.context(lm=lm):
-        assert dspy.Predict("question -> answer")(question=question("Peru")).answer == "Lima"
+        assert predict(question=question("Peru")).answer == "Lima"
     assert engine_of(lm) is not broken and engine_of(lm).model is broken.model
 
 
 def test_disk_cache_never_answers_from_other_weights(capitals, tmp_path):
     """Two different models under one name: DSPy's cache keys differ because the weights' fingerprint is in them."""
-    from compound.testing import tiny_llama
-
     dspy.configure_cache(enable_disk_cache=False, enable_memory_cache=True)
     try:
         _check_cache_keys(capitals)
@@ -137,9 +138,10 @@ def _check_cache_keys(capitals):
     trained = cp.LM(model, tokenizer=tok, name="same-name", cache=True, max_tokens=64)
     with dspy.context(lm=trained):
         assert dspy.Predict("question -> answer")(question=question("Peru")).answer == "Lima"
-    cp.lm.loading._REGISTRY.pop(("memory", "same-name", None, "cpu"))
     random_model, _ = tiny_llama(9, tokenizer=tok)
-    other = cp.LM(random_model, tokenizer=tok, name="same-name", cache=True, max_tokens=8)
+    with pytest.warns(UserWarning, match="'same-name' now serves other weights"):  # a new entry, never stale output
+        other = cp.LM(random_model, tokenizer=tok, name="same-name", cache=True, max_tokens=8)
+    assert engine_of(other).model is random_model and engine_of(trained).model is model
     assert other.model == trained.model and other.kwargs["metadata"] != trained.kwargs["metadata"]
     before = engine_of(other).stats().requests_total
     other("What is the capital of Peru?")

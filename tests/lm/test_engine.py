@@ -5,7 +5,7 @@ import threading
 
 import pytest
 import torch
-from dspy.lm15 import ContextLengthError
+from compound.lm import ContextLengthError
 
 from compound.lm import EngineClosedError, EngineDeadError, SamplingParams
 
@@ -226,8 +226,7 @@ def test_close_fails_pending_requests_cleanly(varied, make_engine):
 def test_long_newcomer_prefill_does_not_stall_running_decodes(varied, make_engine):
     """Driven step by step: a 200-token prompt is prefilled 16 tokens a step while a running sequence decodes on."""
     model, tok = varied
-    engine = make_engine(max_prefill_tokens=16)
-    engine.close()  # stop the scheduler thread; this test calls step() itself
+    engine = make_engine(max_prefill_tokens=16, start=False)  # no scheduler thread: this test calls step() itself
     running = engine.new_sequence(ids(tok, PROMPTS[0]), SamplingParams(max_tokens=40))
     engine.scheduler.add(running)
     engine.step()

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from compound.lm import Engine, EngineConfig, SamplingParams, pick_dtype
+from compound.lm import Engine, EngineConfig, EngineDeadError, SamplingParams, pick_dtype
 from compound.testing import tiny_llama
 
 pytestmark = pytest.mark.gpu
@@ -36,3 +36,36 @@ def test_cuda_graph_decode_equals_eager(cuda_model):
         finally:
             engine.close()
     assert texts[True] == texts[False]
+
+
+def test_cuda_graph_decode_equals_eager_with_a_sliding_window():
+    """Graph capture goes through the same per-layer masks: a window shorter than the prompt stays exact."""
+    from test_architectures import build
+
+    model, tok = build("gemma2")
+    model = model.to("cuda", torch.float32)
+    prompts = [tok(f"the quick brown fox {i} " * 4)["input_ids"] for i in range(6)]
+    texts = {}
+    for graphs in (False, True):
+        engine = Engine(model, tok, EngineConfig(max_batch_size=8, max_seq_len=256, cuda_graphs=graphs))
+        try:
+            texts[graphs] = [s.future.result(timeout=120).output_ids
+                             for s in [engine.submit(p, SamplingParams(max_tokens=24)) for p in prompts]]
+        finally:
+            engine.close()
+    assert texts[True] == texts[False]
+
+
+def test_a_dead_engine_gives_its_cuda_memory_back(cuda_model):
+    model, tok = cuda_model
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    engine = Engine(model, tok, EngineConfig(max_batch_size=16, max_seq_len=1024))
+    held = torch.cuda.memory_allocated() - base
+    engine.faults.inject("decode")  # a broken model: the engine stops
+    seqs = [engine.submit(tok("hello world")["input_ids"], SamplingParams(max_tokens=50)) for _ in range(4)]
+    for seq in seqs:
+        with pytest.raises(EngineDeadError):
+            seq.future.result(timeout=60)
+    torch.cuda.synchronize()
+    assert held > 0 and torch.cuda.memory_allocated() - base < held / 10

@@ -76,3 +76,15 @@ def test_context_length_error_reaches_dspy():
     chain = [info.value, info.value.__cause__, info.value.__context__]
     assert any("does not fit the context" in str(e) for e in chain if e is not None)
     assert dspy  # DSPy maps ContextLengthError to its own ContextWindowExceededError
+
+
+def test_the_engine_modules_never_import_dspy():
+    """Only the DSPy boundary (compound.lm.dspy_lm) imports DSPy; the engine, the zoo's resolver hook and the
+    errors load without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, compound.lm.engine, compound.lm.loading, compound.lm.errors, compound.zoo; "
+            "assert 'dspy' not in sys.modules, sorted(m for m in sys.modules if m.startswith('dspy'))[:3]")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -1,13 +1,22 @@
-"""compound.jobs: the registry the sidebar reads, statuses, graceful stop, errors, subscriptions."""
+"""compound.jobs: the registry the sidebar reads, statuses, graceful stop, interrupts, errors, watchers, subscriptions."""
 
 from __future__ import annotations
 
+import _thread
 import threading
-import time
 
 import pytest
 
 from compound import jobs
+
+
+def run_until_stopped(job):
+    steps = 0
+    while not job.stop_requested:
+        steps += 1
+        job.update(progress=min(0.9, steps / 1e6), detail=f"{steps} steps")
+        job._stop.wait(0.001)
+    return steps
 
 
 def test_job_runs_in_the_background_and_returns():
@@ -34,22 +43,35 @@ def test_job_runs_in_the_background_and_returns():
 
 
 def test_stop_is_graceful_and_keeps_the_result():
-    def count(job):
-        n = 0
-        while not job.stop_requested:
-            n += 1
-            job.update(progress=min(1.0, n / 1e9), detail=f"{n} steps")
-            time.sleep(0.001)
-        return n
-
-    job = jobs.start(count, name="counter")
-    time.sleep(0.05)
+    working = threading.Event()
+    job = jobs.start(lambda job: working.set() or run_until_stopped(job), name="counter")
+    assert working.wait(5)
     job.stop()
-    assert job.status in ("stopping", "cancelled")
+    assert job.status in ("stopping", "stopped")
     kept = job.result(timeout=5)
-    assert kept > 0 and job.status == "cancelled"
+    assert kept > 0 and job.status == "stopped"
     job.stop()  # stopping a finished job does nothing
-    assert job.status == "cancelled"
+    assert job.status == "stopped"
+
+
+def test_an_interrupt_while_waiting_stops_the_job_and_returns_what_it_kept(capsys):
+    working = threading.Event()
+    job = jobs.start(lambda job: working.set() or run_until_stopped(job), name="interrupted")
+    assert working.wait(5)
+    # Ctrl-C (or a kernel interrupt) arrives while this thread waits in result().
+    threading.Thread(target=lambda: job._stop.wait(0.2) or _thread.interrupt_main()).start()
+    kept = job.result(timeout=30)
+    assert job.status == "stopped" and kept > 0
+    assert "interrupted; stopping job 'interrupted'" in capsys.readouterr().err
+
+
+def test_without_an_interrupt_the_wait_does_not_stop_the_job():  # the control case of the test above
+    working = threading.Event()
+    job = jobs.start(lambda job: working.set() or run_until_stopped(job), name="not interrupted")
+    assert working.wait(5)
+    assert job.wait(0.3) is False and job.status == "running"
+    job.stop()
+    assert job.wait(5)
 
 
 def test_errors_fail_the_job_and_reraise():
@@ -60,16 +82,38 @@ def test_errors_fail_the_job_and_reraise():
     with pytest.raises(KeyError, match="missing column"):
         job.result(timeout=5)
     assert job.status == "failed" and isinstance(job.error, KeyError)
+    assert "KeyError: 'missing column'" in job.summary()
+
+
+def test_watchers_follow_one_job_and_hear_its_end_before_result_returns():
+    seen = []
+    release = threading.Event()
+
+    def work(job):
+        release.wait(5)
+        job.update(detail="halfway")
+        return "ok"
+
+    job = jobs.start(work, name="watched")
+    other = jobs.start(lambda job: "other", name="other")
+    unwatch = job.watch(lambda j: seen.append((j.status, j.detail)))
+    release.set()
+    assert job.result(timeout=5) == "ok" and other.result(timeout=5) == "other"
+    assert seen[-1] == ("done", "halfway")  # already heard when result() returned
+    unwatch()
+    count = len(seen)
+    job._changed()
+    assert len(seen) == count  # no call after unwatch
+    assert all(status in ("running", "done") for status, _ in seen)
 
 
 def test_subscribers_hear_every_status_and_throttled_progress():
     events = []
-    unsubscribe = jobs.subscribe(lambda job: events.append((job.status, job.progress)))
+    unsubscribe = jobs.subscribe(lambda job: job.name == "steps" and events.append((job.status, job.progress)))
     try:
         def steps(job):
             for i in range(500):
                 job.update(progress=i / 500)
-            time.sleep(0.3)  # let the trailing notification fire
             return None
 
         job = jobs.start(steps, name="steps")
@@ -79,10 +123,9 @@ def test_subscribers_hear_every_status_and_throttled_progress():
     statuses = [status for status, _ in events]
     assert statuses[0] == "running" and statuses[-1] == "done"
     assert len(events) < 50  # 500 updates, throttled
-    assert (("running", 499 / 500)) in events  # the last update before the end was not lost
-    jobs.start(lambda job: None, name="after").result(timeout=5)
-    time.sleep(0.05)
-    assert statuses == [status for status, _ in events]  # unsubscribed: nothing new
+    count = len(events)
+    jobs.start(lambda job: None, name="steps").result(timeout=5)
+    assert len(events) == count  # unsubscribed: nothing new
 
 
 def test_a_failing_subscriber_does_not_break_jobs():
@@ -104,6 +147,12 @@ def test_registry_keeps_only_recent_finished_jobs():
     listed = jobs.list_jobs()
     assert finished[0] not in listed and finished[-1] in listed
     assert sum(job.status == "done" for job in listed) <= 21
+
+
+def test_display_outside_a_notebook_shows_nothing():
+    job = jobs.start(lambda job: None, name="script")
+    assert job.display() is False
+    job.wait(5)
 
 
 def test_job_subclass_and_misuse():

@@ -72,12 +72,6 @@ def chats():
 
 def chat_rows() -> list[dict]:
     """Chat data for tiny random models: reverse three words."""
-    import random
+    from compound.testing import reverse_chats
 
-    rng = random.Random(0)
-    words = ["red", "blue", "green", "fox", "dog", "one", "two", "yes", "no", "sun"]
-    rows = []
-    for _ in range(64):
-        w = rng.sample(words, 3)
-        rows.append(chat(" ".join(w), " ".join(reversed(w))))
-    return rows
+    return reverse_chats()

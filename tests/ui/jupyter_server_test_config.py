@@ -15,3 +15,5 @@ c.LabApp.news_url = None  # noqa: F821
 # Galata deletes its temp folders noisily at WARNING; keep CI logs to real errors.
 c.ServerApp.log_level = "ERROR"  # noqa: F821
 c.LabApp.log_level = "ERROR"  # noqa: F821
+# Notebook 7 pages (served by the same server) expose their app too, so tests can run its commands.
+c.JupyterNotebookApp.expose_app_in_browser = True  # noqa: F821

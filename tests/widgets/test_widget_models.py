@@ -101,10 +101,17 @@ def test_watch_and_unwatch():
     assert calls == [bar]
 
 
-def test_headless_rich_repr_is_text_and_html_only():
-    bundle = Table(["a"])._repr_mimebundle_()
-    assert set(bundle) == {"text/plain", "text/html"}
-    assert "IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None
+def test_models_render_as_static_html_and_an_inline_svg_chart():
+    table = Table(["a"])
+    assert not hasattr(table, "_repr_mimebundle_")  # views come from compound.widgets' registry, not the model
+    assert table._repr_html_().startswith('<table class="compound-table">')
+    chart = LineChart(title="score")
+    assert "no points yet" in chart._repr_html_()
+    chart.add_point("score", 1, 0.5)
+    chart.add_point("score", 2, 0.75)
+    chart.add_point("best", 2, 0.75)
+    svg = chart._repr_html_()
+    assert svg.count("<polyline") == 2 and 'data-series="score"' in svg and "<script" not in svg
 
 
 def test_models_and_optimize_import_no_widget_library():

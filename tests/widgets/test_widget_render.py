@@ -48,13 +48,15 @@ const scoreHeader = () => document.querySelector(".compound-table th[data-key=sc
 scoreHeader().click();                       // sort by score, ascending
 scoreHeader().click();                       // again: descending
 document.querySelector(".compound-stop").click();
+document.querySelector('.compound-table tbody tr[data-row="2"]').click();   // select trial 2
 document.body.dataset.errors = JSON.stringify(errors);
 document.body.dataset.sent = JSON.stringify(window.sent);
+document.body.dataset.selected = JSON.stringify(window.PARTS.table.state.selected);
 """
 
 
 def synced_state(widget) -> dict:
-    widget.flush()
+    getattr(widget, "flush", lambda: None)()
     skip = {"layout", "tabbable", "tooltip", "comm"}
     return {k: v for k, v in widget.get_state().items() if not k.startswith("_") and k not in skip}
 
@@ -67,10 +69,13 @@ def page(tmp_path):
                           compile_kwargs={"num_trials": 10})
     job.started_at = time.time()  # as if started: the header's clock ticks from here
     for trial, score in enumerate([0.25, 0.5, 0.4, 0.75, 0.6], 1):
-        job._record_trial(kind="full", candidate=f"{trial % 3} demos", score=score, n=20, program=program)
+        candidate = program.deepcopy()
+        candidate.signature = candidate.signature.with_instructions(f"Answer briefly, take {trial}.")
+        job._record_trial(kind="full", candidate=f"{trial % 3} demos", score=score, n=20, program=candidate)
     view = show(job)
+    view.diff.show_trial(4)
     widgets = {"job": view.children[0], "chart": view.children[1], "table": view.children[2],
-               "progress": ProgressWidget(Progress(total=10, description="demos", value=4))}
+               "diff": view.children[3], "progress": ProgressWidget(Progress(total=10, description="demos", value=4))}
     parts = {name: {"esm": w._esm, "state": synced_state(w)} for name, w in widgets.items()}
     body = "".join(f'<div id="{name}"></div>' for name in parts)
     html = (f"<html><head><style>{widgets['job']._css}</style></head><body>{body}"
@@ -95,6 +100,8 @@ def test_widgets_render_sort_and_send_stop(page, tmp_path):
     assert [s.split("<")[0] for s in scores] == ["0.750", "0.600", "0.500", "0.400", "0.250"]
     assert dom.count('class="compound-chart-line"') == 2  # score and best so far
     assert "4/10 (40%)" in dom  # the progress bar's count
+    assert 'data-selected="2"' in dom  # a click on a trial row selects it (the Python side then shows its diff)
+    assert 'data-trial="4"' in dom and "<ins>Answer briefly, take 4.</ins>" in dom and "<del>" in dom  # trial 4's instruction diff
     assert 'class="compound-stop"' in dom and "Stopping…" in dom
     render(page, "--window-size=800,900", f"--screenshot={tmp_path / 'widgets.png'}")
     assert (tmp_path / "widgets.png").stat().st_size > 10_000

@@ -25,7 +25,7 @@ from compound.widgets import (
     TableWidget,
     show,
 )
-from compound.widgets import _live, _view
+from compound.widgets import VIEWS, _live, _view, register_view, view_class
 
 
 def wait_for(condition, timeout: float = 5.0) -> None:
@@ -95,7 +95,7 @@ def test_stop_button_message_stops_the_job():
     assert widget.status == "running" and widget.kind == "test" and widget.name == "waits for stop"
     widget._handle_custom_msg({"type": "stop"}, [])  # what the frontend's Stop click sends
     assert job.result(timeout=5) == "kept"
-    wait_for(lambda: widget.status == "cancelled")
+    wait_for(lambda: widget.status == "stopped")
     assert widget.ended_at is not None
     widget._handle_custom_msg({"type": "something else"}, [])  # ignored
 
@@ -124,35 +124,92 @@ def test_optimization_view_composes_the_kit():
     # anywidget's add_traits() gives each instance a subclass of its widget class
     assert [isinstance(part, kind) for part, kind in zip(view.children, [JobWidget, LineChartWidget, TableWidget])] == [True] * 3
     assert "compound-optimization" in view._dom_classes
-    job._record_trial(kind="full", candidate="0 demos", score=0.25, n=4, program=job.program)
-    job._record_trial(kind="full", candidate="1 demo", score=0.75, n=4)
+    job._record_trial(kind="baseline", candidate="0 demos", score=0.25, n=4, program=job.program)
+    better = job.program.deepcopy()
+    better.signature = better.signature.with_instructions("Answer with one word.")
+    job._record_trial(kind="full", candidate="1 demo", score=0.75, n=4, program=better)
+    job._record_trial(kind="bootstrap", candidate="trainset[0]", score=1.0, n=1)
     job._count_lm_call(failed=False)
     view.flush()
-    header, chart, table = view.children
-    assert dict(header.stats) == {"optimizer": "BootstrapFewShot", "trials": "2", "best score": "0.750", "LM calls": "1"}
-    assert [r["best"] for r in table.rows] == [0.25, 0.75]
-    assert [s["name"] for s in chart.series] == ["score", "best so far"]
-    assert isinstance(show(job), OptimizationView)
+    header, chart, table, diff = view.children
+    assert dict(header.stats) == {"optimizer": "BootstrapFewShot", "trials": "3", "best score": "0.750", "LM calls": "1"}
+    assert [r["best"] for r in table.rows] == [0.25, 0.75, None]
+    assert [s["name"] for s in chart.series] == ["validation score", "best so far", "bootstrap score"]
+    # What a click on trial 1's row does: the diff shows its new instructions against the start.
+    assert table.row_key == "trial" and diff.entries == []
+    table.selected = 1
+    assert diff.trial == 1 and diff.entries[0]["changed"]
+    assert ["+", "Answer with one word."] in diff.entries[0]["instructions"]
+    table.selected = 2  # a bootstrap row has no program: the view says so
+    assert diff.entries == [] and "no program of its own" in diff.note
+    shown = show(job)
+    assert isinstance(shown, OptimizationView) and show(job) is shown  # one open view per object, reused
+    shown.close()
+    assert not shown.following and show(job) is not shown  # a closed view is replaced
 
 
-def test_rich_repr_carries_the_widget_only_in_a_kernel(monkeypatch):
+def test_the_registry_gives_each_model_type_its_view_and_subclasses_inherit_it():
+    class TrainingJob(jobs.Job):  # a capability's job with no view of its own
+        def run(self):
+            return None
+
+    assert view_class(Progress()).__name__ == "ProgressWidget"
+    assert view_class(TrainingJob("t")).__name__ == "JobWidget"
+    assert view_class(_unstarted_optimization_job()).__name__ == "OptimizationView"
+    register_view(f"{TrainingJob.__module__}.{TrainingJob.__qualname__}", "compound.widgets.progress:ProgressWidget")
+    try:
+        assert view_class(TrainingJob("t")).__name__ == "ProgressWidget"
+    finally:
+        VIEWS.pop(f"{TrainingJob.__module__}.{TrainingJob.__qualname__}")
+    with pytest.raises(ValueError, match="module.ModelClass"):
+        register_view("Table", "TableWidget")
+
+
+def test_in_a_kernel_ipython_shows_the_live_view_beside_text_and_html(monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
     table = Table(["a"])
-    assert "application/vnd.jupyter.widget-view+json" not in table._repr_mimebundle_()
+    data, _ = shell.display_formatter.format(table)
+    assert set(data) == {"text/plain", "text/html"}  # the control case: no formatter installed yet
     monkeypatch.setattr(_live, "in_kernel", lambda: True)
-    bundle = table._repr_mimebundle_()
-    assert {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"} <= set(bundle)
-    job = _unstarted_optimization_job()
-    assert "application/vnd.jupyter.widget-view+json" in job._repr_mimebundle_()
-    job._shown = True  # cp.optimize already displayed the live view
-    assert set(job._repr_mimebundle_()) == {"text/plain", "text/html"}
+    monkeypatch.setattr(_live, "_kernel_shell", lambda: shell)
+    assert _live.install_formatters()
+    data, _ = shell.display_formatter.format(table)
+    assert set(data) == {"text/plain", "text/html", "application/vnd.jupyter.widget-view+json"}
+    assert data["text/plain"] == repr(table)  # the text fallback is the model's own, not the widget's
+    job_data, _ = shell.display_formatter.format(_unstarted_optimization_job())
+    assert "application/vnd.jupyter.widget-view+json" in job_data and "score per trial" in job_data["text/html"]
+    monkeypatch.setattr(_live, "widgets_installed", lambda: False)  # a kernel without anywidget: text and HTML
+    assert set(shell.display_formatter.format(Table(["b"]))[0]) == {"text/plain", "text/html"}
+
+
+def test_views_detach_when_closed_and_jobs_get_no_process_wide_subscriber():
+    bar = Progress(total=3)
+    widget = ProgressWidget(bar)
+    assert widget.following and len(bar._watchers) == 1
+    widget.close()
+    assert not widget.following and bar._watchers == ()
+    subscribers = jobs._subscribers
+    job = jobs.start(lambda job: job._stop.wait(5), name="watched by views")
+    views = [JobWidget(job) for _ in range(5)]
+    assert jobs._subscribers == subscribers and len(job._watchers) == 5
+    views[0].comm.handle_close({"content": {"data": {}}})  # the frontend closed that view
+    assert not views[0].following and len(job._watchers) == 4
+    for view in views[1:]:
+        view.close()
+    assert job._watchers == ()
+    job.stop()
 
 
 def test_show_rejects_other_objects():
-    with pytest.raises(TypeError, match="no widget shows a dict"):
+    with pytest.raises(TypeError, match="no widget shows a dict; compound.widgets.VIEWS has views for"):
         show({})
 
 
-WIDGETS = [ProgressWidget, LineChartWidget, TableWidget, JobWidget]
+from compound.widgets.trial_diff import TrialDiffWidget  # noqa: E402
+
+WIDGETS = [ProgressWidget, LineChartWidget, TableWidget, JobWidget, TrialDiffWidget]
 
 
 @pytest.mark.parametrize("widget", WIDGETS, ids=lambda w: w.__name__)

@@ -67,11 +67,11 @@ def test_tokenizer_splits_digits_and_training_text_is_the_engine_prompt():
     messages = {name: convos[:50] for name, convos in corpus_messages("train").items()}
     tok = train_tokenizer(tokenizer_texts(messages), vocab_size=400)
     assert tok.convert_ids_to_tokens(tok("order 48213", add_special_tokens=False)["input_ids"])[-5:] == list("48213")
-    encoded = encode(tok, messages)  # raises if the training text is not render_prompt's text + answer
-    convo = messages["add"][0]
-    ids = encoded["add"].ids[0]
-    start = encoded["add"].answer_start[0]
-    assert tok.decode(ids[start:], skip_special_tokens=True) == convo[-1]["content"]
-    assert tok.convert_ids_to_tokens(ids[start - 1]) == "<|assistant|>"
+    encoded = encode(tok, messages)  # raises if a packed sequence is not the chat template's / engine's tokens
+    ids, is_answer = encoded["add"].sequence([0, 1, 2])  # three examples: the first two are demos of the third
+    answers = tok.decode([i for i, a in zip(ids, is_answer) if a], skip_special_tokens=True)
+    assert answers == "".join(convo[-1]["content"] for convo in messages["add"][:3])
+    assert tok.convert_ids_to_tokens(ids[is_answer.index(True) - 1]) == "<|assistant|>"
+    assert tok.decode(ids[: len(encoded["add"].system)], skip_special_tokens=True) == "Add the numbers."
     with pytest.raises(Exception, match="roles system, user and assistant"):
         tok.apply_chat_template([{"role": "tool", "content": "x"}], tokenize=False)

@@ -2,65 +2,10 @@
  * KernelChannel against a stand-in kernel connection that implements just the comm calls it uses
  * (a real kernel is exercised by tests/jupyter/test_kernel_comm.py and the Galata tests).
  */
-import { Signal } from '@lumino/signaling';
-
 import { KernelChannel } from '../channel';
 import { COMM_TARGET } from '../tokens';
 import { snapshot } from './fixtures';
-
-class StubComm {
-  constructor(readonly commId: string) {}
-  sent: any[] = [];
-  opened: any[] = [];
-  closed = false;
-  isDisposed = false;
-  onMsg: (msg: any) => void = () => undefined;
-  onClose: (msg: any) => void = () => undefined;
-  open(data: any) {
-    this.opened.push(data);
-  }
-  send(data: any) {
-    this.sent.push(data);
-  }
-  close() {
-    this.closed = true;
-  }
-  dispose() {
-    this.isDisposed = true;
-  }
-}
-
-class StubKernel {
-  targets: { [name: string]: (comm: any, msg: any) => void } = {};
-  comms = new Map<string, StubComm>();
-  kernelComms: { [id: string]: { target_name: string } } = {};
-  statusChanged = new Signal<this, string>(this);
-  isDisposed = false;
-  handleComms = true;
-  registerCommTarget(name: string, cb: any) {
-    this.targets[name] = cb;
-  }
-  removeCommTarget(name: string) {
-    delete this.targets[name];
-  }
-  async requestCommInfo(content: { target_name: string }) {
-    return { content: { status: 'ok', comms: this.kernelComms } };
-  }
-  createComm(target: string, id = `own-${this.comms.size}`) {
-    const comm = new StubComm(id);
-    this.comms.set(id, comm);
-    return comm;
-  }
-  /** The kernel side runs `import compound`: it announces itself with a first snapshot. */
-  announce(id = 'announce') {
-    const comm = new StubComm(id);
-    this.targets[COMM_TARGET](comm, { content: { data: snapshot() } });
-    return comm;
-  }
-  own(): StubComm[] {
-    return [...this.comms.values()];
-  }
-}
+import { StubKernel } from './stubs';
 
 describe('KernelChannel', () => {
   it('shows the announced snapshot and opens a comm of its own', () => {
@@ -72,7 +17,7 @@ describe('KernelChannel', () => {
     kernel.announce();
     expect(channel.snapshot?.models[0].name).toBe('tiny-llama');
     const [own] = kernel.own();
-    expect(own.opened).toEqual([{ type: 'refresh' }]);
+    expect(own.opened).toEqual([{ type: 'refresh', interval_s: 5 }]);
     own.onMsg({ content: { data: snapshot({ jobs: [] }) } });
     expect(seen.map(s => s.jobs.length)).toEqual([2, 0]);
   });
@@ -92,7 +37,7 @@ describe('KernelChannel', () => {
     kernel.kernelComms = { other: { target_name: COMM_TARGET } };
     const channel = new KernelChannel(kernel as any);
     expect(await channel.connect()).toBe(true);
-    expect(kernel.own()[0].opened).toEqual([{ type: 'refresh' }]);
+    expect(kernel.own()[0].opened).toEqual([{ type: 'refresh', interval_s: 5 }]);
     expect(await channel.connect()).toBe(true);
     expect(kernel.own()).toHaveLength(1);
   });
@@ -148,5 +93,15 @@ describe('KernelChannel', () => {
     channel.dispose();
     expect(kernel.own()[0].closed).toBe(true);
     expect(kernel.targets).toEqual({});
+  });
+
+  it('refreshes with its interval, which tells the kernel the page is alive', () => {
+    const kernel = new StubKernel();
+    const channel = new KernelChannel(kernel as any);
+    expect(channel.refresh()).toBe(false); // not connected yet: nothing to send on
+    kernel.announce();
+    channel.intervalS = 12;
+    expect(channel.refresh()).toBe(true);
+    expect(kernel.own()[0].sent).toEqual([{ type: 'refresh', interval_s: 12 }]);
   });
 });

@@ -12,6 +12,7 @@ export function snapshot(overrides: Partial<IKernelSnapshot> = {}): IKernelSnaps
         dtype: 'float32',
         memory_bytes: 21382464,
         adapters: ['lora-qa', 'lora-rewrite'],
+        context_tokens: 256,
         stats: {
           requests_total: 12,
           requests_running: 2,

@@ -21,6 +21,7 @@ describe('CompoundSidebar', () => {
     const model = sidebar.node.querySelector('.jp-compound-model[data-model-name="tiny-llama"]')!;
     expect(model).not.toBeNull();
     expect(model.textContent).toContain('98.6K');
+    expect(model.textContent).toContain('context256 tokens');
     expect(model.textContent).toContain('cpu · float32');
     expect(model.textContent).toContain('20.4 MiB');
     expect(model.textContent).toContain('3 waiting · 2 running');
@@ -53,13 +54,13 @@ describe('CompoundSidebar', () => {
     expect(again.textContent).toBe('Stopping…');
   });
 
-  it('drops the Cancel button once the job is cancelled', () => {
+  it('drops the Cancel button once the job is stopped', () => {
     const sidebar = new CompoundSidebar();
     const s = snapshot();
-    s.jobs[0] = { ...s.jobs[0], status: 'cancelled' };
+    s.jobs[0] = { ...s.jobs[0], status: 'stopped' };
     sidebar.render({ kind: 'live', notebook: 'a.ipynb', snapshot: s });
     const job = sidebar.node.querySelector('.jp-compound-job[data-job-id="job1"]')!;
-    expect(job.getAttribute('data-status')).toBe('cancelled');
+    expect(job.getAttribute('data-status')).toBe('stopped');
     expect(job.querySelector('button')).toBeNull();
     expect(sidebar.node.textContent).toContain('Jobs (0 running)');
   });
@@ -73,5 +74,34 @@ describe('CompoundSidebar', () => {
     const device = sidebar.node.querySelector('.jp-compound-device')!;
     expect(device.textContent).toContain('GPU · NVIDIA H100');
     expect(device.textContent).toContain('8.0 GiB / 80.0 GiB');
+  });
+
+  it('keeps error notes across redraws until each is dismissed', () => {
+    const sidebar = new CompoundSidebar();
+    sidebar.render({ kind: 'live', notebook: 'a.ipynb', snapshot: snapshot() });
+    sidebar.showError('Cancel failed: no job with id x');
+    sidebar.showError('Cancel failed: kernel busy');
+    for (let i = 0; i < 3; i++) {
+      sidebar.render({ kind: 'live', notebook: 'a.ipynb', snapshot: snapshot() }); // snapshots keep arriving
+    }
+    expect(text(sidebar.node, '.jp-compound-error').map(t => t.replace('✕', ''))).toEqual([
+      'Cancel failed: no job with id x',
+      'Cancel failed: kernel busy'
+    ]);
+    (sidebar.node.querySelector('.jp-compound-error button') as HTMLButtonElement).click();
+    expect(sidebar.errors).toEqual(['Cancel failed: kernel busy']);
+    sidebar.render({ kind: 'no-notebook' });
+    expect(text(sidebar.node, '.jp-compound-error').map(t => t.replace('✕', ''))).toEqual([
+      'Cancel failed: kernel busy'
+    ]);
+  });
+
+  it('puts every string through the translator', () => {
+    const seen: string[] = [];
+    const trans = { __: (s: string, ...args: any[]) => (seen.push(s), `«${s}»`) } as any;
+    const sidebar = new CompoundSidebar(trans);
+    sidebar.render({ kind: 'live', notebook: 'a.ipynb', snapshot: snapshot() });
+    expect(seen).toEqual(expect.arrayContaining(['Compound', 'Models (%1)', 'Jobs (%1 running)', 'context', 'Cancel']));
+    expect(sidebar.node.querySelector('.jp-compound-title')!.textContent).toBe('«Compound»');
   });
 });

@@ -1,6 +1,8 @@
 /**
  * compound in a real browser (Debian chromium): the sidebar fed by the kernel comm, Cancel while a cell
- * blocks the main shell, kernel restart, the pipeline view, and a widget in Notebook 7.
+ * blocks the main shell, kernel restart, the pipeline view, the optimizer widget's Stop during a cell blocked in
+ * job.result() with JupyterLab's "commsOverSubshells" on and off, the run's record, and Notebook 7.
+ * Every wait is on a condition in the page, never a fixed delay.
  * Screenshots land in test-results/screenshots/ (kept as CI artifacts).
  */
 import { expect, galata, test } from '@jupyterlab/galata';
@@ -58,6 +60,7 @@ test.describe('compound sidebar', () => {
     await expect(model).toBeVisible();
     await expect(model).toContainText('cpu · float32');
     await expect(model).toContainText('requests');
+    await expect(model).toContainText(/context\s*1K tokens/); // tiny_llama's 1024 positions
     await expect(sidebar.locator('.jp-compound-device')).toContainText('CPU');
 
     // 2. a running job with progress and a Cancel button
@@ -70,14 +73,13 @@ test.describe('compound sidebar', () => {
     // 3. a cell that blocks the main shell until the job ends; Cancel must still reach the kernel
     await page.notebook.runCell(2, { wait: false });
     const blockingCell = (await page.notebook.getCellLocator(2))!;
-    await expect(blockingCell.locator('.jp-InputPrompt')).toContainText('*');
-    await page.waitForTimeout(1000); // the cell is now inside job.result()
+    await expect(blockingCell.locator('.jp-OutputArea')).toContainText('waiting for the job'); // inside job.result()
     await expect(blockingCell.locator('.jp-InputPrompt')).toContainText('*');
     await job.locator('button.jp-compound-cancel').click();
-    await expect(job).toHaveAttribute('data-status', 'cancelled', { timeout: 20000 });
+    await expect(job).toHaveAttribute('data-status', 'stopped', { timeout: 20000 });
     await page.notebook.waitForRun(2);
-    expect((await page.notebook.getCellTextOutput(2))!.join('')).toContain('job ended: cancelled');
-    await page.screenshot({ path: `${SHOTS}/sidebar-job-cancelled.png` });
+    expect((await page.notebook.getCellTextOutput(2))!.join('')).toContain('job ended: stopped');
+    await page.screenshot({ path: `${SHOTS}/sidebar-job-stopped.png` });
 
     // 4. restart the kernel: models and jobs are gone from the view
     await page.evaluate(() => {
@@ -108,39 +110,54 @@ test.describe('compound sidebar', () => {
   });
 });
 
-test.describe('optimizer widget', () => {
-  test('updates live, Stop ends the run, and the sidebar follows', async ({ page, tmpPath }) => {
-    await page.notebook.openByPath(`${tmpPath}/optimize.ipynb`);
-    await page.notebook.activate('optimize.ipynb');
-    await dismissNewsToast(page);
-    await page.notebook.runCell(0);
-    await page.notebook.runCell(1);
+async function stopDuringABlockedCell(page: any, tmpPath: string, shot: string) {
+  await page.notebook.openByPath(`${tmpPath}/optimize.ipynb`);
+  await page.notebook.activate('optimize.ipynb');
+  await dismissNewsToast(page);
+  await page.notebook.runCell(0);
+  await page.notebook.runCell(1);
 
-    const view = page.locator('.compound-optimization');
-    await expect(view).toBeVisible({ timeout: 60000 });
-    const header = view.locator('.compound-job');
-    await expect(header.locator('.compound-job-status')).toHaveText(/running/);
-    // Live: the trial detail moves on while the cell is long finished.
-    const detail = header.locator('.compound-job-detail');
-    await expect(detail).toContainText('trial', { timeout: 30000 });
-    const before = await detail.textContent();
-    await expect(detail).not.toHaveText(before!, { timeout: 15000 });
-    await expect(view.locator('.compound-table tbody tr').first()).toBeVisible();
+  const view = page.locator('.compound-optimization');
+  await expect(view).toBeVisible({ timeout: 60000 });
+  const header = view.locator('.compound-job');
+  await expect(header.locator('.compound-job-status')).toHaveText(/running/);
+  // Live: the trial detail moves on while the cell is long finished.
+  const detail = header.locator('.compound-job-detail');
+  await expect(detail).toContainText('trial', { timeout: 30000 });
+  const before = await detail.textContent();
+  await expect(detail).not.toHaveText(before!, { timeout: 15000 });
+  await expect(view.locator('.compound-table tbody tr').first()).toBeVisible();
 
-    // The sidebar lists the same job.
-    const sidebar = await openSidebar(page);
-    const sidebarJob = sidebar.locator('.jp-compound-job', { hasText: 'ui-optimize' });
-    await expect(sidebarJob).toHaveAttribute('data-status', 'running');
-    // The engine statistics move with the optimizer's LM calls.
-    await expect(sidebar.locator('.jp-compound-model .jp-compound-engine')).toContainText(/requests\s*[1-9]/);
-    await page.screenshot({ path: `${SHOTS}/optimizer-running.png` });
+  // The sidebar lists the same job, and the engine statistics move with the optimizer's LM calls.
+  const sidebar = await openSidebar(page);
+  const sidebarJob = sidebar.locator('.jp-compound-job', { hasText: 'ui-optimize' }).first();
+  await expect(sidebarJob).toHaveAttribute('data-status', 'running');
+  await expect(sidebar.locator('.jp-compound-model .jp-compound-engine')).toContainText(/requests\s*[1-9]/);
 
-    await header.locator('button.compound-stop').click();
-    await expect(header.locator('.compound-job-status')).toHaveText(/cancelled/, { timeout: 30000 });
-    await expect(sidebarJob).toHaveAttribute('data-status', 'cancelled');
-    await page.notebook.runCell(2);
-    expect((await page.notebook.getCellTextOutput(2))!.join('')).toContain('run ended: cancelled');
-    await page.screenshot({ path: `${SHOTS}/optimizer-stopped.png` });
+  // A cell now blocks the main shell in job.result(); the widget's Stop must still reach the job.
+  await page.notebook.runCell(2, { wait: false });
+  const blocking = (await page.notebook.getCellLocator(2))!;
+  await expect(blocking.locator('.jp-OutputArea')).toContainText('waiting for the run');
+  await expect(blocking.locator('.jp-InputPrompt')).toContainText('*');
+  await page.screenshot({ path: `${SHOTS}/${shot}-running.png` });
+  await header.locator('button.compound-stop').click();
+  await page.notebook.waitForRun(2);
+  expect((await page.notebook.getCellTextOutput(2))!.join('')).toContain('run ended: stopped');
+  await expect(sidebarJob).toHaveAttribute('data-status', 'stopped');
+
+  // The live view became the run's record: status, curve (inline SVG) and trial table, without a kernel.
+  const record = page.locator('.compound-optimization-record');
+  await expect(record).toHaveAttribute('data-status', 'stopped');
+  await expect(record.locator('svg.compound-chart-svg')).toBeVisible();
+  expect(await record.locator('svg.compound-chart-svg polyline').count()).toBeGreaterThan(0);
+  await expect(record.locator('table.compound-table tbody tr').first()).toContainText('baseline');
+  await page.screenshot({ path: `${SHOTS}/${shot}-record.png` });
+  return sidebar;
+}
+
+test.describe('optimizer widget (commsOverSubshells on, the JupyterLab default)', () => {
+  test('updates live, Stop reaches a cell blocked in job.result(), the record stays', async ({ page, tmpPath }) => {
+    const sidebar = await stopDuringABlockedCell(page, tmpPath, 'optimizer-subshells');
 
     // A second run waited on by a blocking cell: Cancel in the sidebar ends it mid-cell.
     await page.notebook.runCell(3, { wait: false });
@@ -148,9 +165,29 @@ test.describe('optimizer widget', () => {
     await expect(second).toHaveAttribute('data-status', 'running', { timeout: 30000 });
     await expect((await page.notebook.getCellLocator(3))!.locator('.jp-InputPrompt')).toContainText('*');
     await second.locator('button.jp-compound-cancel').click();
-    await expect(second).toHaveAttribute('data-status', 'cancelled', { timeout: 30000 });
+    await expect(second).toHaveAttribute('data-status', 'stopped', { timeout: 30000 });
     await page.notebook.waitForRun(3);
-    expect((await page.notebook.getCellTextOutput(3))!.join('')).toContain('second run ended: cancelled');
+    expect((await page.notebook.getCellTextOutput(3))!.join('')).toContain('second run ended: stopped');
+  });
+});
+
+test.describe('optimizer widget (commsOverSubshells off: VS Code, Colab, other settings)', () => {
+  test.use({
+    mockSettings: {
+      ...galata.DEFAULT_SETTINGS,
+      '@jupyterlab/apputils-extension:kernels-settings': { commsOverSubshells: 'disabled' }
+    }
+  });
+
+  test('Stop still reaches a cell blocked in job.result()', async ({ page, tmpPath }) => {
+    const setting = await page.evaluate(async () => {
+      const settings = await (window as any).jupyterapp.serviceManager.settings.fetch(
+        '@jupyterlab/apputils-extension:kernels-settings'
+      );
+      return JSON.stringify(settings.raw);
+    });
+    expect(setting).toContain('disabled'); // the control: this page really runs without comms over subshells
+    await stopDuringABlockedCell(page, tmpPath, 'optimizer-no-subshells');
   });
 });
 
@@ -175,11 +212,33 @@ test.describe('pipeline view', () => {
 });
 
 test.describe('Notebook 7', () => {
-  test('a compound widget and the pipeline view render', async ({ browser, tmpPath, baseURL }) => {
+  test('the tree page loads the extension without errors', async ({ browser, baseURL }) => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const errors: string[] = [];
+    page.on('console', (msg: any) => msg.type() === 'error' && errors.push(msg.text()));
+    page.on('pageerror', (error: any) => errors.push(String(error)));
+    await page.goto(`${baseURL}/tree`);
+    await expect(page.locator('.jp-DirListing')).toBeVisible({ timeout: 60000 });
+    await expect(page.locator('.jp-DirListing-item').first()).toBeVisible(); // the page finished loading
+    expect(errors.filter(e => e.toLowerCase().includes('compound'))).toEqual([]);
+    await context.close();
+  });
+
+  test('a compound widget, the pipeline view and the sidebar work on the notebook page', async ({
+    browser,
+    tmpPath,
+    baseURL
+  }) => {
     // A plain page: Galata's `page` fixture waits for JupyterLab, which Notebook 7 is not.
     const context = await browser.newContext();
     const page = await context.newPage();
+    const activated = page.waitForEvent('console', {
+      predicate: (msg: any) => msg.text().includes('compound-jupyterlab is activated'),
+      timeout: 60000
+    });
     await page.goto(`${baseURL}/notebooks/${tmpPath}/notebook7.ipynb`);
+    await activated;
     await expect(page.locator('.jp-Notebook')).toBeVisible({ timeout: 60000 });
     await dismissNewsToast(page);
     // Shift+Enter before the kernel is ready drops the execution: wait for an idle kernel first.
@@ -196,6 +255,13 @@ test.describe('Notebook 7', () => {
     await expect(bar.locator('.compound-progress-count')).toHaveText('1/4 (25%)', { timeout: 30000 });
     await expect(page.locator('.jp-compound-pipeline-module')).toHaveCount(1, { timeout: 30000 });
     await page.screenshot({ path: `${SHOTS}/notebook7-widget.png` });
+    // The sidebar lives in Notebook 7's left area; its command opens it, and it follows this notebook's kernel.
+    await page.evaluate(() => (window as any).jupyterapp.commands.execute('compound:show-sidebar'));
+    const sidebar = page.locator('#compound-sidebar');
+    await expect(sidebar).toBeVisible({ timeout: 30000 });
+    await expect(sidebar.locator('.jp-compound-notebook')).toContainText('notebook7.ipynb');
+    await expect(sidebar.locator('.jp-compound-device')).toBeVisible({ timeout: 30000 });
+    await page.screenshot({ path: `${SHOTS}/notebook7-sidebar.png` });
     await context.close();
   });
 });

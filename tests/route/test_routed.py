@@ -1,0 +1,209 @@
+"""cp.Routed sends each call to the model its router picks, through optimizers, copies, save/load and 16 threads."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import dspy
+import numpy as np
+import pytest
+
+import compound as cp
+from compound.route.collector import query_text
+from compound.zoo.helpdesk import HelpDesk, metric, requests
+
+
+class Desk(dspy.Module):
+    """A program with a routed module inside, as a user would write it."""
+
+    def __init__(self, router, candidates, threshold=0.5):
+        super().__init__()
+        self.desk = cp.Routed(HelpDesk(), router, candidates, threshold=threshold)
+
+    def forward(self, kind, text):
+        return self.desk(kind=kind, text=text)
+
+
+def _expected(router, examples, threshold=0.5):
+    queries = [query_text(HelpDesk(), ex.inputs().toDict()) for ex in examples]
+    return router.route_names(queries, threshold)
+
+
+def test_each_call_goes_to_the_chosen_model_and_shows_in_history(kind_router, tiny, small):
+    examples = requests("dev", per_kind=2)
+    routed = cp.Routed(HelpDesk(), kind_router, [tiny, small], threshold=0.5)
+    for ex in examples:
+        routed(**ex.inputs())
+    models = [entry["model"].removeprefix("local/") for entry in routed.history]
+    assert models == _expected(kind_router, examples)
+    # the router learned the kinds: categories and sums to tiny, order numbers and conversions to small
+    assert models == ["zoo-tiny", "zoo-small", "zoo-small", "zoo-tiny"] * 2
+    assert routed.calls == {"zoo-tiny": 4, "zoo-small": 4}
+    # the extremes of the threshold: never pay for small, or always take the best predicted model
+    routed.threshold = 5.0
+    routed(**examples[1].inputs())
+    assert routed.history[-1]["model"] == "local/zoo-tiny"
+
+
+def test_dspy_evaluate_with_16_threads(kind_router, tiny, small):
+    examples = requests("dev", per_kind=10)
+    program = Desk(kind_router, [tiny, small])
+    result = dspy.Evaluate(devset=examples, metric=metric, num_threads=16, display_progress=False)(program)
+    expected = _expected(kind_router, examples)
+    assert program.desk.calls == {m: expected.count(m) for m in ("zoo-tiny", "zoo-small")}
+    # every answer is the chosen model's own answer
+    lms = {"zoo-tiny": tiny, "zoo-small": small}
+    for (ex, prediction, score), model in zip(result.results, expected):
+        with dspy.context(lm=lms[model]):
+            assert HelpDesk()(**ex.inputs()).answer == prediction.answer
+
+
+def test_routing_survives_bootstrap_fewshot_and_cp_optimize(kind_router, tiny, small):
+    trainset, probe = requests("train", per_kind=2), requests("dev", per_kind=1)
+    program = Desk(kind_router, [tiny, small])
+    compiled = dspy.BootstrapFewShot(metric=metric, max_bootstrapped_demos=1, max_labeled_demos=0).compile(
+        program, trainset=trainset)
+    assert isinstance(compiled.desk, cp.Routed) and compiled.desk is not program.desk
+    assert all(p.lm is None for _, p in compiled.named_predictors())  # the optimizer reset them: no matter
+    assert sum(len(p.demos) for _, p in compiled.named_predictors()) > 0
+    for ex in probe:
+        compiled(**ex.inputs())
+    assert [e["model"].removeprefix("local/") for e in compiled.desk.history] == _expected(kind_router, probe)
+
+    job = cp.optimize(Desk(kind_router, [tiny, small]), trainset, "BootstrapFewShot", metric=metric, display=False,
+                      max_bootstrapped_demos=1, max_labeled_demos=0)
+    optimized = job.result()
+    for ex in probe:
+        optimized(**ex.inputs())
+    assert [e["model"].removeprefix("local/") for e in optimized.desk.history] == _expected(kind_router, probe)
+
+
+def test_deepcopy_shares_the_encoder_and_starts_its_own_record(kind_router, tiny, small):
+    program = Desk(kind_router, [tiny, small])
+    program(**requests("dev", 1)[0].inputs())
+    twin = program.deepcopy()
+    assert twin.desk.router is not program.desk.router and twin.desk.calls == {"zoo-tiny": 0, "zoo-small": 0}
+    from compound.route.embed import encoder
+
+    assert copy.deepcopy(encoder()) is encoder()  # one MiniLM per process, whatever is copied
+    assert twin.desk.threshold == program.desk.threshold and twin.desk.models == program.desk.models
+
+
+def test_save_and_load_restore_router_and_threshold_without_pickle(kind_router, tiny, small, tmp_path):
+    program = Desk(kind_router, [tiny, small], threshold=0.25)
+    program.save(tmp_path / "desk.json")
+    state = json.loads((tmp_path / "desk.json").read_text())
+    assert state["desk.route"]["router"]["class"] == "LogisticRouter" and state["desk.route"]["threshold"] == 0.25
+    fresh = Desk(cp.route.RandomRouter().fit(np.eye(2), np.eye(2), models=["zoo-tiny", "zoo-small"]), [tiny, small])
+    fresh.load(tmp_path / "desk.json")
+    assert type(fresh.desk.router) is cp.route.LogisticRouter and fresh.desk.threshold == 0.25
+    examples = requests("dev", per_kind=1)
+    for ex in examples:
+        fresh(**ex.inputs())
+    assert [e["model"].removeprefix("local/") for e in fresh.desk.history] == _expected(kind_router, examples, 0.25)
+
+    state["desk.route"]["router"]["class"] = "subprocess.Popen"
+    (tmp_path / "evil.json").write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="refusing to build router class"):
+        fresh.load(tmp_path / "evil.json")
+    assert type(fresh.desk.router) is cp.route.LogisticRouter  # a refused load changes nothing
+    other = Desk(cp.route.KNNRouter(k=1).fit(np.eye(2), np.eye(2), models=["zoo-small", "zoo-tiny"]),
+                 {"zoo-small": small, "zoo-tiny": tiny})
+    with pytest.raises(ValueError, match="same candidates"):
+        other.load(tmp_path / "desk.json")
+
+
+def test_cp_show_names_the_routing(kind_router, tiny, small):
+    program = Desk(kind_router, [tiny, small])
+    for ex in requests("dev", per_kind=1):
+        program(**ex.inputs())
+    text = str(cp.show(program))
+    assert "routed: zoo-tiny 50.0% | zoo-small 50.0% (LogisticRouter, threshold 0.500)" in text
+    assert all(m["lm_source"] == "routed" for m in cp.show(program).modules)
+
+
+def test_a_cascade_defers_to_small_when_the_verifier_rejects_tiny(tiny, small):
+    def plausible(inputs, prediction):  # a known category, or five digits that appear in the ticket
+        answer = str(prediction.answer)
+        if inputs["kind"] == "category":
+            return float(answer in ("billing", "technical", "account", "shipping"))
+        return float(answer.isdigit() and len(answer) == 5 and answer in inputs["text"])
+
+    cascade = cp.route.CascadeRouter(confidence="verifier").fit(np.ones((2, 2)), np.ones((2, 2)), costs=[1, 2],
+                                                                models=["zoo-tiny", "zoo-small"])
+    routed = cp.Routed(HelpDesk(), cascade, [tiny, small], threshold=0.5, verifier=plausible)
+    examples = [ex for ex in requests("dev", per_kind=6) if ex.kind in ("category", "order number")]
+    for ex in examples:
+        before = len(routed.history)
+        prediction = routed(**ex.inputs())
+        calls = [e["model"].removeprefix("local/") for e in routed.history[before:]]
+        with dspy.context(lm=tiny):
+            tiny_answer = HelpDesk()(**ex.inputs())
+        if plausible(ex.inputs().toDict(), tiny_answer) >= 0.5:
+            assert calls == ["zoo-tiny"] and prediction.answer == tiny_answer.answer
+        else:  # tiny was asked first, then small answered
+            assert calls == ["zoo-tiny", "zoo-small"]
+    assert routed.calls["zoo-small"] > 0 and routed.calls["zoo-tiny"] > 0
+    with pytest.raises(ValueError, match="verifier="):
+        cp.Routed(HelpDesk(), cascade, [tiny, small])
+
+
+def test_a_cascade_on_sample_agreement(tiny, small):
+    cascade = cp.route.CascadeRouter(confidence="agreement", samples=2).fit(
+        np.ones((2, 2)), np.ones((2, 2)), costs=[1, 2], models=["zoo-tiny", "zoo-small"])
+    always_defer = cp.Routed(HelpDesk(), cascade, [tiny, small], threshold=1.01)   # no answer is that sure
+    example = requests("dev", per_kind=1)[1]
+    always_defer(**example.inputs())
+    # tiny's answer, its two samples, then small (which always answers last)
+    assert [e["model"] for e in always_defer.history] == ["local/zoo-tiny"] * 3 + ["local/zoo-small"]
+    never_defer = cp.Routed(HelpDesk(), cascade, [tiny, small], threshold=0.0)
+    never_defer(**example.inputs())
+    assert never_defer.calls == {"zoo-tiny": 1, "zoo-small": 0}
+
+
+def test_wrong_arguments_are_refused_clearly(kind_router, tiny, small):
+    with pytest.raises(ValueError, match="fitted on models"):
+        cp.Routed(HelpDesk(), kind_router, {"a": tiny, "b": small})
+    with pytest.raises(ValueError, match="not fitted"):
+        cp.Routed(HelpDesk(), cp.route.KNNRouter(), [tiny, small])
+    with pytest.raises(TypeError, match="compound router"):
+        cp.Routed(HelpDesk(), "knn", [tiny, small])
+    routed = cp.Routed(HelpDesk(), kind_router, [tiny, small])
+    with pytest.raises(TypeError, match="already Routed"):
+        cp.Routed(routed, kind_router, [tiny, small])
+
+
+def test_the_demo_cost_table_shows_each_models_share_of_a_routed_module(kind_router, tiny, small):
+    from compound.trace import ModuleCosts
+
+    program = Desk(kind_router, [tiny, small])
+    costs = ModuleCosts(program)
+    with dspy.context(callbacks=[costs]):
+        for ex in requests("dev", per_kind=2):
+            program(**ex.inputs())
+    served = {}
+    for cost in costs.costs.values():
+        for model, n in cost.models.items():
+            served[model] = served.get(model, 0) + n
+    assert served == {"local/zoo-tiny": 4, "local/zoo-small": 4}
+    assert costs["desk.module.skills['category']"].model_label == "local/zoo-tiny"  # one model: as before
+    mixed = costs["desk.module.skills['category']"]
+    mixed.models["local/zoo-small"] += 2   # as if the router had sent two category requests to small
+    assert mixed.model_label == "zoo-tiny 50% | zoo-small 50%"
+
+
+def test_async_calls_route_too(kind_router, tiny, small):
+    import asyncio
+
+    routed = cp.Routed(HelpDesk(), kind_router, [tiny, small], threshold=0.5)
+    examples = requests("dev", per_kind=2)
+
+    async def run_all():
+        return await asyncio.gather(*(routed.acall(**ex.inputs()) for ex in examples))
+
+    predictions = asyncio.run(run_all())
+    assert len(predictions) == len(examples)
+    expected = _expected(kind_router, examples)
+    assert routed.calls == {m: expected.count(m) for m in ("zoo-tiny", "zoo-small")}
+    assert sorted(e["model"].removeprefix("local/") for e in routed.history) == sorted(expected)
