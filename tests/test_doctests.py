@@ -19,21 +19,9 @@ HUB_ID = re.compile(r"""["'](?!local/|zoo:)[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+["']""
 GPU = re.compile(r"cuda|gpu", re.IGNORECASE)
 DIRECTIVE = re.compile(r"\s*# doctest:.*")
 
-# Modules with examples skipped for other reasons (undefined names, a model never loaded) when this check arrived,
-# all from other branches. Remove an entry once its examples run.
-PENDING = {
-    "compound.jupyter.bridge": "the notebook branch removes this helper",
-    "compound.lm.engine": "the engine branch rewrites this module",
-    "compound.lm.loading": "the engine branch rewrites this module",
-    "compound.optimize": "the notebook branch rewrites cp.optimize",
-    "compound.optimize.job": "the notebook branch rewrites cp.optimize",
-    "compound.optimize.run": "the notebook branch rewrites cp.optimize",
-    "compound.widgets.optimizer": "the notebook branch rewrites the optimization view",
-    "compound.widgets.trial_diff": "notebook branch: the example needs a finished job",
-    "compound.curate.likelihood": "curate branch: its example passes lm= to dspy.Predict (issue #13 item 2's bug)",
-    "compound.curate.report": "curate branch: the examples need a report",
-    "compound.curate.synthesize": "curate branch: the examples use the zoo and can run",
-}
+# Modules whose examples may stay skipped for a while (e.g. while another branch rewrites them), with the reason.
+# Remove an entry as soon as its examples run.
+PENDING: dict[str, str] = {}
 
 
 def compound_modules() -> list[str]:

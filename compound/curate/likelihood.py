@@ -7,9 +7,14 @@ so "1234" is not mistaken for a likely prefix of "12345".
 
 Example:
     >>> import dspy, compound as cp
-    >>> scorer = LabelScorer(dspy.Predict(cp.zoo.tasks["triage"].signature, lm=cp.zoo.lm("small")))  # doctest: +SKIP
-    >>> scorer.logprobs([{"ticket": "I want a refund."}] * 2, [{"category": "billing"}, {"category": "shipping"}])  # doctest: +SKIP
-    array([ -0.9, -12.3])
+    >>> dspy.configure(adapter=cp.CompactAdapter())
+    >>> classify = dspy.Predict(cp.zoo.tasks["triage"].signature)
+    >>> classify.lm = cp.zoo.lm("small")       # the predictor's own LM (a keyword lm= would go to every LM call)
+    >>> scorer = LabelScorer(classify)
+    >>> scores = scorer.logprobs([{"ticket": "I was charged twice for order 12345."}] * 2,
+    ...                          [{"category": "billing"}, {"category": "shipping"}])
+    >>> (scores > -1).tolist()                 # log p(label | ticket): billing is near certain, shipping is not
+    [True, False]
 """
 
 from __future__ import annotations

@@ -121,7 +121,12 @@ class CurationReport(Observable):
         """Move thresholds (e.g. `duplicate=0.9, label=0.3`); scores are re-read, nothing is recomputed.
 
         Example:
-            >>> report.rethreshold(duplicate=0.95).thresholds["duplicate"]   # doctest: +SKIP
+            >>> import dspy, compound as cp
+            >>> rows = [dspy.Example(ticket=t, category=c).with_inputs("ticket") for t, c in [
+            ...     ("I want a refund for my order", "billing"), ("i want a refund for my order", "billing"),
+            ...     ("The app crashes on start", "technical"), ("My parcel is late", "shipping")] * 3]
+            >>> report = cp.curate(rows, fields=["ticket"])
+            >>> report.rethreshold(duplicate=0.95).thresholds["duplicate"]
             0.95
         """
         flags = {}
@@ -143,7 +148,14 @@ class CurationReport(Observable):
         `thresholds`: {kind: threshold} for this call only; `keep`/`drop`: positions to keep or drop regardless.
 
         Example:
-            >>> clean = report.clean(["leak", "duplicate"], thresholds={"duplicate": 0.9}, keep=[12])  # doctest: +SKIP
+            >>> import compound as cp
+            >>> triage = cp.zoo.tasks["triage"]
+            >>> train = triage.train[:40] + triage.dev[:2]      # two dev tickets leaked into the training data
+            >>> report = cp.curate(train, against={"dev": triage.dev})
+            >>> len(report.clean(["leak", "duplicate"], thresholds={"duplicate": 0.9}))
+            40
+            >>> len(report.clean(["leak", "duplicate"], keep=[40])), len(train)   # keep #40 anyway; train untouched
+            (41, 42)
         """
         kinds = self._kinds(DEFAULT_CLEAN if issues is None else issues)
         flags = dict(self._flags)

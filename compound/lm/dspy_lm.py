@@ -368,6 +368,9 @@ def LM(
         >>> import dspy, compound as cp
         >>> lm = cp.LM("HuggingFaceTB/SmolLM2-135M-Instruct")       # doctest: +SKIP
         >>> dspy.configure(lm=lm)                                   # doctest: +SKIP
+        >>> small = cp.LM("zoo:small")      # the offline zoo's model, by reference (what a saved program stores)
+        >>> small.model, cp.LM("local/zoo-small").model
+        ('local/zoo-small', 'local/zoo-small')
     """
     adapter, defaults, source, dspy_adapter = "", None, None, None
     if isinstance(model, str) and model.startswith("local/"):

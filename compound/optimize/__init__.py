@@ -1,9 +1,15 @@
 """`cp.optimize`: run any DSPy optimizer in the background, watch it live, stop it and keep the best program so far.
 
 Example:
-    >>> import compound as cp
-    >>> job = cp.optimize(program, trainset, optimizer="BootstrapFewShot", metric=exact)  # doctest: +SKIP
-    >>> program = job.result()                                                           # doctest: +SKIP
+    >>> import dspy, compound as cp
+    >>> triage = cp.zoo.tasks["triage"]
+    >>> dspy.configure(adapter=cp.CompactAdapter())
+    >>> program = dspy.Predict(triage.signature)
+    >>> program.lm = cp.zoo.lm("tiny")
+    >>> job = cp.optimize(program, triage.train[:8], "BootstrapFewShot", metric=triage.metric)
+    >>> better = job.result()
+    >>> len(program.demos), len(better.demos)    # the program you passed is left as it was
+    (0, 8)
 """
 
 import sys

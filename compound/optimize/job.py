@@ -55,9 +55,22 @@ class OptimizationJob(Job):
     In a notebook `cp.optimize` shows it live (`job.display()`); `cp.widgets.show(job)` makes another live view.
 
     Example:
-        >>> job = cp.optimize(program, trainset, optimizer="MIPROv2", metric=exact)   # doctest: +SKIP
-        >>> job.stop(); best = job.result()                                           # doctest: +SKIP
-        >>> job.trials.sort_values("score").tail(3); print(job.diff(2))              # doctest: +SKIP
+        >>> import dspy, compound as cp
+        >>> triage = cp.zoo.tasks["triage"]
+        >>> dspy.configure(adapter=cp.CompactAdapter())
+        >>> program = dspy.Predict(triage.signature)
+        >>> program.lm = cp.zoo.lm("tiny")
+        >>> job = cp.optimize(program, triage.train[:8], "LabeledFewShot", metric=triage.metric,
+        ...                   valset=triage.dev[:10], k=2)
+        >>> best = job.result()      # job.stop() first ends the run early and keeps the best program so far
+        >>> job.trials[["trial", "kind", "n", "score"]]
+           trial      kind   n  score
+        0      0  baseline  10    1.0
+        1      1    result  10    1.0
+        >>> print(job.diff(1))       # what trial 1 changed against the starting program
+        self: instructions unchanged
+          + demo {ticket: ..., category: ...}
+          + demo {ticket: ..., category: ...}
     """
 
     kind = "optimize"
@@ -93,7 +106,7 @@ class OptimizationJob(Job):
         self.warnings: list[str] = []
         self.lm_calls = 0
         self.lm_errors = 0
-        self.log: list[str] | Any = []  # the run's log lines (DSPy, optuna), kept out of other cells' output
+        self.log: list[str] | Any = []  # the run's log lines and prints (DSPy, optuna), kept out of the cells
         self._start = program
         self._lms = predictor_lms(program)
         self._programs: dict[int, dspy.Module] = {}  # trial number -> the program it evaluated (0: the start)

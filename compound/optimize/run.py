@@ -35,12 +35,21 @@ def optimize(
     `compile()`, whichever takes them. Neither `program` nor an optimizer instance is modified. With a `valset`, the
     starting program is scored first (trial 0) and so is the result. In a notebook the live view (trial table, score
     curve, elapsed time, LM calls, Stop) appears under the cell and becomes the run's record when it ends;
-    elsewhere a text line is printed every few seconds. `job.stop()`, Stop, or interrupting the kernel while a cell
-    waits in `job.result()` ends the run at its next safe point with the best program so far.
+    elsewhere a status line goes to stderr every few seconds and the run's summary when it ends (`display=False`:
+    nothing). `job.stop()`, Stop, or interrupting the kernel while a cell waits in `job.result()` ends the run at its
+    next safe point with the best program so far.
 
     Example:
-        >>> job = cp.optimize(program, trainset, "MIPROv2", metric=exact_match, valset=dev, num_threads=4)  # doctest: +SKIP
-        >>> better = job.result()        # or job.stop() first to end early and keep the best so far  # doctest: +SKIP
+        >>> import dspy, compound as cp
+        >>> triage = cp.zoo.tasks["triage"]
+        >>> dspy.configure(adapter=cp.CompactAdapter())
+        >>> program = dspy.Predict(triage.signature)
+        >>> program.lm = cp.zoo.lm("tiny")
+        >>> job = cp.optimize(program, triage.train[:8], "BootstrapFewShot", metric=triage.metric,
+        ...                   valset=triage.dev[:10], max_bootstrapped_demos=2)
+        >>> better = job.result()        # or job.stop() first to end early and keep the best so far
+        >>> job.start_score, job.result_score
+        (1.0, 1.0)
     """
     if not isinstance(program, dspy.Module):
         raise TypeError(f"`program` must be a dspy.Module (e.g. dspy.Predict('question -> answer')), got {type(program).__name__}")

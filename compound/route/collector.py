@@ -2,17 +2,22 @@
 
 (The module is `collector`, so that `cp.route.collect` stays the function.)
 
-Each (example, model) call runs the program on a copy of the candidate LM (copies share the engine, and each keeps
-its own history), so tokens, device-seconds and prices come from exactly that call's DSPy history entries, however
-many threads share the engines. Results are cached on disk, keyed by the program's signatures and instructions, the
-models' weights fingerprints, the examples, the metric and the confidence settings: refitting a router never
-re-runs the models.
+Each (example, model) call runs the program on that candidate under a recorder (`compound.route.confidence`), so
+tokens, device-seconds and prices come from exactly that call's DSPy history entries, however many threads share the
+engines; so do the costs of a confidence (agreement samples, a verifier's own LM calls). Results are cached on disk,
+keyed by the program's signatures and instructions, the models' weights fingerprints, the examples, the metric and
+the confidence settings: refitting a router never re-runs the models.
 
 Example:
-    >>> import compound as cp
-    >>> data = cp.route.collect(program, [tiny, small], trainset, metric=task.metric)   # doctest: +SKIP
-    >>> data.scores.shape                                                             # doctest: +SKIP
-    (300, 2)
+    >>> import dspy, compound as cp
+    >>> from compound.zoo.helpdesk import HelpDesk, metric, requests
+    >>> with dspy.context(adapter=cp.CompactAdapter()):   # the prompt format the zoo models read
+    ...     data = cp.route.collect(HelpDesk(), [cp.zoo.lm("tiny"), cp.zoo.lm("small")], requests("dev", per_kind=2),
+    ...                             metric, cost="compute")
+    >>> data.scores.shape, data.models
+    ((8, 2), ['zoo-tiny', 'zoo-small'])
+    >>> data.queries[1]
+    'kind: order number\\ntext: Please help, #97274: my delivery is missing an item. Since 62 days.'
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import json
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,9 +35,10 @@ from typing import Any
 import dspy
 import pandas as pd
 
+from compound.route.confidence import PAID, answer_lm, measure, run_once, spent
 from compound.route.data import RoutingData, state_dict, write_json
 
-CACHE_VERSION = 1
+CACHE_VERSION = 3  # 3: confidence costs per kind (a verifier's own LM calls included); logprob over the values
 
 
 def candidate_names(candidates) -> tuple[list[str], list[Any]]:
@@ -97,39 +102,6 @@ def params_of(lm: Any) -> float:
     return float(spec.loaded.params) if isinstance(spec, HFEngine) else math.nan
 
 
-# ---- confidences ---------------------------------------------------------------------------------------------
-def mean_logprob(entries: list[dict]) -> float:
-    """Mean token log-probability of the last answer in these history entries (NaN when the LM reported none)."""
-    for entry in reversed(entries):
-        for output in entry.get("outputs") or []:
-            content = ((output.get("logprobs") or {}).get("content") if isinstance(output, dict) else None) or []
-            values = [t["logprob"] for t in content if t.get("logprob") is not None]
-            if values:
-                return float(sum(values) / len(values))
-    return math.nan
-
-
-def answer_key(prediction: Any, outputs: Sequence[str]) -> tuple[str, ...]:
-    """The prediction's output fields, normalized (case, spacing), for comparing samples."""
-    return tuple(" ".join(str(prediction.get(name, "")).lower().split()) for name in outputs)
-
-
-def verifier_confidence(verifier: Any, inputs: dict[str, Any], prediction: Any) -> float:
-    """Run a verifier: a callable `(inputs, prediction) -> float`, or a DSPy module whose first output is the score."""
-    if isinstance(verifier, dspy.Module):
-        result = verifier(**inputs, **dict(prediction.items()))
-        value = next(iter(result.values())) if hasattr(result, "values") else result
-    else:
-        value = verifier(inputs, prediction)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        value = {"yes": 1.0, "true": 1.0, "correct": 1.0, "no": 0.0, "false": 0.0, "incorrect": 0.0}.get(text, text)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"the verifier returned {value!r}; it must return a number in [0, 1] or yes/no") from None
-
-
 def _confidence_spec(confidence) -> tuple[list[str], Any]:
     if confidence is None:
         return [], None
@@ -150,57 +122,32 @@ def _confidence_spec(confidence) -> tuple[list[str], Any]:
 
 
 # ---- one call ------------------------------------------------------------------------------------------------
-def run_once(program: dspy.Module, lm: Any, inputs: dict[str, Any]) -> tuple[Any, list[dict], str, float]:
-    """Run `program` on `lm` (a private copy: its history is this call's alone); (prediction, entries, error, seconds)."""
-    call_lm = lm.copy()
-    start = time.perf_counter()
-    prediction, error = None, ""
-    with dspy.context(lm=call_lm, disable_history=False):
-        try:
-            prediction = program(**inputs)
-        except Exception as exc:  # a model's bad output is data for the router, not a crash
-            error = f"{type(exc).__name__}: {exc}"[:500]
-    return prediction, list(call_lm.history), error, time.perf_counter() - start
-
-
 def usage_of(entries: list[dict]) -> dict[str, float]:
     """Tokens, device-seconds and USD summed over a call's history entries (NaN where the LM does not report it)."""
-    device = [(e.get("response") and getattr(e["response"], "provider_data", None) or {}).get("device_s")
-              for e in entries]
-    usd = [e.get("cost") for e in entries]
+    cost = spent(entries)
     return {
         "truncated": any(getattr(e.get("response"), "finish_reason", None) == "length" for e in entries),
-        "input_tokens": sum(int((e.get("usage") or {}).get("prompt_tokens") or 0) for e in entries),
-        "output_tokens": sum(int((e.get("usage") or {}).get("completion_tokens") or 0) for e in entries),
-        "device_s": sum(device) if entries and all(d is not None for d in device) else math.nan,
-        "usd": sum(usd) if entries and all(u is not None for u in usd) else math.nan,
+        "input_tokens": cost["input_tokens"], "output_tokens": cost["output_tokens"],
+        "device_s": cost["device_s"] if entries else math.nan, "usd": cost["usd"] if entries else math.nan,
     }
 
 
 def _measure(program, lm, example, metric, kinds, verifier, samples, temperature) -> dict[str, Any]:
     inputs = example.inputs().toDict()
-    base_lm = lm.copy(logprobs=True) if "logprob" in kinds else lm
-    prediction, entries, error, seconds = run_once(program, base_lm, inputs)
+    prediction, entries, error, seconds = run_once(program, answer_lm(lm, "logprob" if "logprob" in kinds else None),
+                                                   inputs)
     row = {"answer": "", "error": error, "latency_s": seconds, **usage_of(entries), "score": 0.0}
     if prediction is None:
         return row
     row["answer"] = json.dumps(dict(prediction.items()), default=str)
     row["score"] = float(metric(example, prediction))
-    if "logprob" in kinds:
-        row["conf_logprob"] = math.exp(mean_logprob(entries))  # a probability: exp(mean token log-prob)
-    if "agreement" in kinds:
-        outputs = list(prediction.keys())
-        main, same, spent_s, spent_usd = answer_key(prediction, outputs), 0, 0.0, 0.0
-        for s in range(samples):
-            sample_lm = lm.copy(temperature=temperature, rollout_id=s + 1, seed=s + 1)
-            sampled, sample_entries, _, _ = run_once(program, sample_lm, inputs)
-            same += sampled is not None and answer_key(sampled, outputs) == main
-            usage = usage_of(sample_entries)
-            spent_s += 0.0 if math.isnan(usage["device_s"]) else usage["device_s"]
-            spent_usd += 0.0 if math.isnan(usage["usd"]) else usage["usd"]
-        row.update(conf_agreement=same / samples, conf_cost_s=spent_s, conf_usd=spent_usd)
-    if "verifier" in kinds:
-        row["conf_verifier"] = verifier_confidence(verifier, inputs, prediction)
+    for kind in kinds:
+        measured = measure(kind, program, lm, inputs, prediction, entries, verifier=verifier, samples=samples,
+                           temperature=temperature)
+        row[f"conf_{kind}"] = measured.value
+        if kind in PAID:  # what this confidence cost on top of the answer (samples; the verifier's own LM calls)
+            row.update({f"conf_{kind}_{unit}": value for unit, value in spent(measured.entries).items()
+                        if unit in ("calls", "device_s", "usd", "flops")})
     return row
 
 
@@ -282,9 +229,13 @@ def collect(
     Example:
         >>> import dspy, compound as cp
         >>> task = cp.zoo.tasks["extract"]
-        >>> data = cp.route.collect(dspy.Predict(task.signature), [cp.zoo.lm("tiny"), cp.zoo.lm("small")],
-        ...                         task.dev[:40], task.metric)   # doctest: +SKIP
-    """
+        >>> with dspy.context(adapter=cp.CompactAdapter()):
+        ...     data = cp.route.collect(dspy.Predict(task.signature), [cp.zoo.lm("tiny"), cp.zoo.lm("small")],
+        ...                             task.dev[:4], task.metric, confidence="logprob")
+        >>> confident = data.confidence("logprob")      # exp(mean token log-probability) of each model's answer
+        >>> confident.shape, bool(((confident > 0) & (confident <= 1)).all())
+        ((4, 2), True)
+"""
     from dspy.utils.parallelizer import ParallelExecutor
 
     if not isinstance(program, dspy.Module):

@@ -98,9 +98,13 @@ def scored_curve(name: str, scores, Y, C, costs, kind: str = "router") -> Curve:
 
 
 def cascade_curve(name: str, confidence, Y, C, costs, extra_cost=None) -> Curve:
-    """The curve of a cascade deferring on `confidence` (n, k); it pays for every model it tried."""
+    """The curve of a cascade deferring on `confidence` (n, k); it pays for every model it tried, and for measuring
+    the confidence (`extra_cost`, (n, k)) of every model it tried but the last, whose answer it keeps unchecked."""
     confidence = np.asarray(confidence, float)
     order = np.argsort(np.asarray(costs, float), kind="stable")
+    if extra_cost is not None:
+        extra_cost = np.array(extra_cost, float)
+        extra_cost[:, order[-1]] = 0.0
     values = np.unique(confidence[:, order[:-1]][np.isfinite(confidence[:, order[:-1]])])
     mids = (values[1:] + values[:-1]) / 2 if len(values) > 1 else np.array([])
     thresholds = np.concatenate([[values.min() - 1.0 if len(values) else -1.0], mids,

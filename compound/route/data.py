@@ -11,7 +11,9 @@ Columns of `data.frame`:
     usd            DSPy's price estimate for hosted LMs (from LiteLLM's price table; NaN when unknown)
     params         the model's parameter count when known (compound engines)
     conf_logprob / conf_agreement / conf_verifier      confidences a cascade can defer on (NaN when not collected)
-    conf_cost_s / conf_usd                             what those confidences cost (extra samples)
+    conf_<kind>_calls / _device_s / _usd / _flops     what measuring the agreement or verifier confidence cost: the
+                                                       extra samples, or the verifier's own LM calls ("logprob" is
+                                                       read from the answer's own call and costs nothing more)
 
 Costs: `cost="device"` (mean device-seconds per call of each model; per-call figures depend on batching),
 `"compute"` (2 x parameters x tokens, FLOPs of a forward pass: deterministic, machine-independent), `"usd"` (DSPy's
@@ -42,9 +44,11 @@ FORMAT = "compound.route.RoutingData/1"
 CONFIDENCES = ("logprob", "agreement", "verifier")
 COST_UNITS = {"device": "device-seconds per call", "compute": "FLOPs per call (2 x params x tokens)",
               "usd": "USD per call", "user": "user cost per call"}
+PAID_CONFIDENCES = ("agreement", "verifier")  # the ones that make LM calls of their own
 _DEFAULTS = {"answer": "", "error": "", "truncated": False, "input_tokens": 0, "output_tokens": 0, "latency_s": np.nan,
-             "device_s": np.nan, "usd": np.nan, "params": np.nan, "conf_cost_s": 0.0, "conf_usd": 0.0,
-             **{f"conf_{kind}": np.nan for kind in CONFIDENCES}}
+             "device_s": np.nan, "usd": np.nan, "params": np.nan,
+             **{f"conf_{kind}": np.nan for kind in CONFIDENCES},
+             **{f"conf_{kind}_{unit}": 0.0 for kind in PAID_CONFIDENCES for unit in ("calls", "device_s", "usd", "flops")}}
 
 
 class RoutingData:
@@ -163,19 +167,28 @@ class RoutingData:
         usd = self._matrix("usd")  # a failed call has no price: charge the model's mean
         return np.where(np.isnan(usd), np.nanmean(usd, axis=0), usd)
 
-    @property
-    def confidence_cost(self) -> np.ndarray:
-        """(n, k) extra cost of each call's confidence (sampling for agreement), in `cost_unit`; 0 when free."""
+    def confidence_cost(self, kind: str) -> np.ndarray:
+        """(n, k) what measuring the `kind` confidence of each call cost on top of the call, in `cost_unit`.
+
+        "logprob" costs nothing more (read from the answer's own call). "agreement" costs its samples and
+        "verifier" the verifier's own LM calls, as measured: device-seconds, USD or FLOPs (2 x parameters x tokens
+        of whichever model made them). With a `{model: cost}` dict each extra call costs one call of the model
+        whose answer it checked.
+        """
+        if kind not in CONFIDENCES:
+            raise ValueError(f"`kind` must be one of {CONFIDENCES}, got {kind!r}")
+        n, k = self.n_examples, len(self.models)
+        if kind not in PAID_CONFIDENCES:
+            return np.zeros((n, k))
         if isinstance(self.cost, dict):
-            samples = float(self.meta.get("samples") or 0) if "agreement" in self.meta.get("confidence", ()) else 0.0
-            return self.cost_matrix * samples
-        if self.cost == "device":
-            ratio = self._matrix("conf_cost_s") / np.where(self._matrix("device_s") > 0, self._matrix("device_s"), np.nan)
-            return np.nan_to_num(ratio * self.cost_matrix)
-        if self.cost == "compute":
-            samples = float(self.meta.get("samples") or 0) if "agreement" in self.meta.get("confidence", ()) else 0.0
-            return self.cost_matrix * samples
-        return np.nan_to_num(self._matrix("conf_usd"))
+            return self._matrix(f"conf_{kind}_calls") * self.cost_matrix
+        unit = {"device": "device_s", "compute": "flops", "usd": "usd"}[self.cost]
+        extra = self._matrix(f"conf_{kind}_{unit}")
+        if np.isnan(extra).any():
+            raise ValueError(f"the {kind} confidence made LM calls with no {self.cost!r} cost (a verifier on a model "
+                             f"{'compound does not serve' if self.cost != 'usd' else 'DSPy has no price for'}); "
+                             f"choose another `cost` or give numbers: cost={{model: cost per call}}")
+        return extra
 
     @property
     def costs(self) -> np.ndarray:

@@ -8,8 +8,10 @@ query queued so far, so `dspy.Evaluate(num_threads=16)` over a routed program pa
 way the engine batches model calls. Recent texts are remembered (an LRU of `CACHE_SIZE` embeddings).
 
 Example:
-    >>> encode(["refund please", "app crashes"]).shape   # doctest: +SKIP
+    >>> encode(["refund please", "app crashes"]).shape             # the zoo's MiniLM, offline
     (2, 384)
+    >>> encode(["refund please", "app crashes"], "hashing").shape  # character n-grams: nothing to load
+    (2, 2048)
 """
 
 from __future__ import annotations

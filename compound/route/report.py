@@ -56,7 +56,7 @@ def router_curve(name: str, router: Router, data: RoutingData) -> Curve:
     Y, C = data.scores[:, columns], data.cost_matrix[:, columns]
     if isinstance(router, CascadeRouter):
         return cascade_curve(name, data.confidence(router.confidence)[:, columns], Y, C, router.costs_,
-                             data.confidence_cost[:, columns])
+                             data.confidence_cost(router.confidence)[:, columns])
     curve = scored_curve(name, router.predict_scores(data.queries), Y, C, router.costs_)
     inverse = np.argsort(columns)  # back to the data's model order
     curve.shares = curve.shares[:, inverse]
@@ -111,8 +111,15 @@ class RoutingReport(Observable):
         within `cost` x the best model's cost.
 
         Example:
-            >>> report.threshold_for(quality=0.95)          # doctest: +SKIP
-            0.137
+            >>> import numpy as np, pandas as pd, compound as cp
+            >>> frame = pd.DataFrame({"example": np.repeat(range(4), 2), "model": ["cheap", "dear"] * 4,
+            ...                       "query": np.repeat(["a", "b", "c", "d"], 2), "score": [1, 1, 0, 1, 1, 1, 0, 1]})
+            >>> data = cp.route.RoutingData(frame, ["cheap", "dear"], cost={"cheap": 1.0, "dear": 4.0})
+            >>> report = cp.route.evaluate(cp.route.OracleRouter().fit(data), data)
+            >>> report.point(report.threshold_for(quality=0.95))["cost_vs_best"]   # all of dear's quality for 62.5%
+            0.625
+            >>> report.point(report.threshold_for(cost=0.5))["quality"]           # the best quality at half its cost
+            0.5
         """
         if (quality is None) == (cost is None):
             raise ValueError("pass exactly one of `quality=` (share of the best model's quality) or `cost=`")
@@ -155,8 +162,9 @@ class RoutingReport(Observable):
         curve = self._curve(router)
         at = curve.at(self.threshold if threshold is None else threshold)
         best = self.data.models[self.best]
-        at["quality_vs_best"] = at["quality"] / self.model_quality[self.best] if self.model_quality[self.best] else None
-        at["cost_vs_best"] = at["cost"] / self.model_cost[self.best]
+        best_q, best_c = float(self.model_quality[self.best]), float(self.model_cost[self.best])
+        at["quality_vs_best"] = at["quality"] / best_q if best_q else None
+        at["cost_vs_best"] = at["cost"] / best_c
         at["best"] = best
         queries = self.data.queries
         choice = curve.choices[at["index"]] if curve.choices else None
@@ -243,8 +251,15 @@ def evaluate(routers, data: RoutingData, *, program: str = "program.module") -> 
     `program` names the routed module in the code line the report shows (`cp.Routed(<program>, ...)`).
 
     Example:
-        >>> report = cp.route.evaluate([knn, mf], test_data)   # doctest: +SKIP
-        >>> report.metrics["knn"]["apgr"], report.cost_saved(quality=0.95, router="knn")   # doctest: +SKIP
+        >>> import numpy as np, pandas as pd, compound as cp
+        >>> frame = pd.DataFrame({"example": np.repeat(range(4), 2), "model": ["cheap", "dear"] * 4,
+        ...                       "query": np.repeat(["say hi", "prove it", "say hello", "prove that"], 2),
+        ...                       "score": [1, 1, 0, 1, 1, 1, 0, 1]})     # only "prove" queries need the dear model
+        >>> data = cp.route.RoutingData(frame, ["cheap", "dear"], cost={"cheap": 1.0, "dear": 4.0})
+        >>> knn = cp.route.KNNRouter(k=1, encoder="hashing").fit(data)
+        >>> report = cp.route.evaluate({"knn": knn}, data)
+        >>> report.metrics["knn"]["apgr"], round(report.metrics["random"]["apgr"], 6), report.cost_saved(0.95, "knn")
+        (0.75, 0.5, 0.375)
     """
     if not isinstance(data, RoutingData):
         raise TypeError(f"`data` must be RoutingData (from cp.route.collect), got {type(data).__name__}")

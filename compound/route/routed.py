@@ -11,14 +11,20 @@ compound's. The candidate LMs come from the code that builds the program, as DSP
 
 Example:
     >>> import dspy, compound as cp
-    >>> routed = cp.Routed(dspy.Predict("ticket -> order_id"), router, [tiny, small], threshold=0.1)  # doctest: +SKIP
-    >>> routed(ticket="Where is order 12345?").order_id                                            # doctest: +SKIP
-    '12345'
+    >>> tiny, small = cp.zoo.lm("tiny"), cp.zoo.lm("small")
+    >>> router = cp.route.KNNRouter(k=1, encoder="hashing").fit(      # tiny fails on order numbers, small does not
+    ...     ["ticket: a refund for order 12345", "ticket: the app crashes"], [[0.0, 1.0], [1.0, 1.0]],
+    ...     costs=[1, 2], models=["zoo-tiny", "zoo-small"])
+    >>> routed = cp.Routed(dspy.Predict(cp.zoo.tasks["extract"].signature), router, [tiny, small], threshold=0.1)
+    >>> with dspy.context(adapter=cp.CompactAdapter()):
+    ...     prediction = routed(ticket="Where is my order 34567? It is late.")
+    >>> routed.history[-1]["model"], routed.calls
+    ('local/zoo-small', {'zoo-tiny': 0, 'zoo-small': 1})
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
 import threading
 from collections import Counter, deque
 from typing import Any
@@ -28,8 +34,8 @@ from dspy.predict.parameter import Parameter
 
 from compound.route.base import Router, from_state
 from compound.route.cascade import CascadeRouter
-from compound.route.collector import (answer_key, candidate_names, mean_logprob, query_text, run_once,
-                                    verifier_confidence)
+from compound.route.collector import candidate_names, query_text
+from compound.route.confidence import ameasure, answer_lm, arun_once, has_aforward, measure, run_once
 
 
 class RouteState(Parameter):
@@ -96,11 +102,18 @@ class Routed(dspy.Module):
             `report.threshold_for(quality=0.95)` picks one.
         verifier: for a cascade on "verifier" confidence: a callable `(inputs, prediction) -> float` or DSPy module.
 
-    Example:
-        >>> program.extract = cp.Routed(program.extract, router, [tiny, small],
-        ...                             threshold=report.threshold_for(quality=0.95))   # doctest: +SKIP
-        >>> program.extract.calls                                                       # doctest: +SKIP
-        {'zoo-tiny': 61, 'zoo-small': 39}
+    Example (a cascade under asyncio: tiny answers first, small only when tiny's answer is unsure):
+        >>> import asyncio, dspy, numpy as np, compound as cp
+        >>> from compound.zoo.helpdesk import HelpDesk, requests
+        >>> cascade = cp.route.CascadeRouter(confidence="logprob").fit(
+        ...     np.ones((2, 2)), np.ones((2, 2)), costs=[1, 2], models=["zoo-tiny", "zoo-small"])
+        >>> desk = cp.Routed(HelpDesk(), cascade, [cp.zoo.lm("tiny"), cp.zoo.lm("small")], threshold=0.9)
+        >>> async def answer(examples):
+        ...     return await asyncio.gather(*(desk.acall(**ex.inputs()) for ex in examples))
+        >>> with dspy.context(adapter=cp.CompactAdapter()):
+        ...     predictions = asyncio.run(answer(requests("dev", per_kind=2)))
+        >>> len(predictions), sum(desk.calls.values())     # every request answered once, by one of the two
+        (8, 8)
     """
 
     def __init__(self, module: dspy.Module, router: Router, candidates, threshold: float = 0.0, *,
@@ -163,58 +176,61 @@ class Routed(dspy.Module):
         return prediction
 
     async def aforward(self, **kwargs) -> dspy.Prediction:
-        """`await routed.acall(...)`: the decision runs in a worker thread (embedding may take milliseconds)."""
-        import asyncio
-
-        if isinstance(self.router, CascadeRouter):
-            raise NotImplementedError("an async cascade is not supported yet; call it synchronously or in a thread "
-                                      "(dspy.asyncify(program))")
+        """`await routed.acall(...)`: the module's own `aforward` on the chosen model (DSPy's async path), or its
+        `forward` in a worker thread; a learned router decides in a worker thread (embedding may take milliseconds)."""
         query = query_text(self.module, kwargs)
+        if isinstance(self.router, CascadeRouter):
+            return await self._acascade(query, kwargs)
         index = await asyncio.to_thread(lambda: int(self.router.route([query], self.threshold)[0]))
         name, lm = self._lm_for(index)
-        if callable(getattr(self.module, "aforward", None)):
+        if has_aforward(self.module):
             with dspy.context(lm=lm):
                 prediction = await self.module.acall(**kwargs)
-        else:  # a module with only `forward` runs in a worker thread (which inherits this context)
-
-            def call() -> dspy.Prediction:
-                with dspy.context(lm=lm):
-                    return self.module(**kwargs)
-
-            prediction = await asyncio.to_thread(call)
+        else:  # the worker thread runs in a copy of this context, chosen LM included
+            with dspy.context(lm=lm):
+                prediction = await asyncio.to_thread(lambda: self.module(**kwargs))
         self.log.add(name, query)
         return prediction
 
-    def _confidence(self, lm: Any, kwargs: dict[str, Any], prediction: Any, entries: list[dict]) -> float:
-        kind = self.router.confidence
-        if kind == "logprob":
-            return math.exp(mean_logprob(entries))  # NaN (never confident) when the LM reports no log-probabilities
-        if kind == "verifier":
-            return verifier_confidence(self.verifier, kwargs, prediction)
-        outputs, main, same = list(prediction.keys()), answer_key(prediction, list(prediction.keys())), 0
-        for s in range(self.router.samples):
-            sample_lm = lm.copy(temperature=self.router.temperature, rollout_id=s + 1, seed=s + 1)
-            sampled, _, _, _ = run_once(self.module, sample_lm, kwargs)
-            same += sampled is not None and answer_key(sampled, outputs) == main
-        return same / self.router.samples
+    def _steps(self) -> list[tuple[str, Any, bool]]:
+        """The cascade's models, cheapest first: (name, lm, whether it is the last, which always answers)."""
+        order = sorted(range(len(self.router.models_)), key=lambda j: self.router.costs_[j])
+        return [(*self._lm_for(j), step == len(order) - 1) for step, j in enumerate(order)]
+
+    def _confidence_settings(self) -> dict[str, Any]:
+        return {"verifier": self.verifier, "samples": self.router.samples, "temperature": self.router.temperature}
 
     def _cascade(self, query: str, kwargs: dict[str, Any]) -> dspy.Prediction:
-        order = sorted(range(len(self.router.models_)), key=lambda j: self.router.costs_[j])
-        for step, j in enumerate(order):
-            name, lm = self._lm_for(j)
-            last = step == len(order) - 1
-            call_lm = lm.copy(logprobs=True) if self.router.confidence == "logprob" else lm
-            prediction, entries, error, _ = run_once(self.module, call_lm, kwargs)
-            if prediction is None:
-                if last:
-                    raise RuntimeError(f"every model of the cascade failed; the last ({name}) said: {error}")
-                continue
-            if last or self._confidence(lm, kwargs, prediction, entries) >= self.threshold:
+        kind = self.router.confidence
+        for name, lm, last in self._steps():
+            prediction, entries, error, _ = run_once(self.module, answer_lm(lm, kind), kwargs)
+            if self._keeps(name, last, prediction, error) and (last or measure(
+                    kind, self.module, lm, kwargs, prediction, entries, **self._confidence_settings()).value
+                    >= self.threshold):
                 self.log.add(name, query)
                 return prediction
         raise AssertionError("unreachable: the last model always answers")
 
+    async def _acascade(self, query: str, kwargs: dict[str, Any]) -> dspy.Prediction:
+        kind = self.router.confidence
+        for name, lm, last in self._steps():
+            prediction, entries, error, _ = await arun_once(self.module, answer_lm(lm, kind), kwargs)
+            if self._keeps(name, last, prediction, error) and (last or (await ameasure(
+                    kind, self.module, lm, kwargs, prediction, entries, **self._confidence_settings())).value
+                    >= self.threshold):
+                self.log.add(name, query)
+                return prediction
+        raise AssertionError("unreachable: the last model always answers")
+
+    @staticmethod
+    def _keeps(name: str, last: bool, prediction: Any, error: str) -> bool:
+        """Whether a cascade step produced an answer to judge; a failed last step has nothing to fall back on."""
+        if prediction is None and last:
+            raise RuntimeError(f"every model of the cascade failed; the last ({name}) said: {error}")
+        return prediction is not None
+
     def describe_route(self) -> dict[str, Any]:
         """What `cp.show` prints for this module: router, threshold, candidates and calls per model."""
         return {"router": type(self.router).__name__, "threshold": self.threshold, "models": self.models,
-                "calls": self.calls, "last": self.log.recent[-1][0] if self.log.recent else None}
+                "calls": self.calls, "last": self.log.recent[-1][0] if self.log.recent else None,
+                "routes": "module"}  # the routed predictors: those of `self.module` (not a verifier's)

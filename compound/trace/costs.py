@@ -150,10 +150,15 @@ class ProgramCosts:
         return f"{self.n} examples in {self.seconds:.1f} s{score}"
 
     def __repr__(self) -> str:
-        head = f"{'module':16}{'model':20}{'calls':>7}{'errors':>8}{'prompt tok':>12}{'output tok':>12}{'p50 latency':>13}"
+        rows = self.rows()
+        # columns as wide as their longest entry: a routed module's names and model shares are long
+        mw = max([16, *(len(r["module"]) + 2 for r in rows)])
+        lw = max([20, *(len(r["model"]) + 2 for r in rows)])
+        head = (f"{'module':{mw}}{'model':{lw}}{'calls':>7}{'errors':>8}{'prompt tok':>12}{'output tok':>12}"
+                f"{'p50 latency':>13}")
         lines = [f"ProgramCosts: {self._summary()}", head]
-        for r in self.rows():
-            lines.append(f"{r['module']:16}{r['model']:20}{r['calls']:>7}{r['errors']:>8}{r['prompt_tokens']:>12,}"
+        for r in rows:
+            lines.append(f"{r['module']:{mw}}{r['model']:{lw}}{r['calls']:>7}{r['errors']:>8}{r['prompt_tokens']:>12,}"
                          f"{r['output_tokens']:>12,}{r['latency_p50_ms']:>10.1f} ms")
         return "\n".join(lines)
 

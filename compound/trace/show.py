@@ -82,8 +82,7 @@ def describe_program(program: Any) -> dict[str, Any]:
                 "lm_source": "predictor" if own_lm is not None else ("default" if default_lm is not None else "none"),
             }
         )
-        route = next((m.describe_route() for owner, m in routers
-                      if not owner or path == owner or path.startswith(owner + ".")), None)
+        route = next((m.describe_route() for owner, m in routers if _routes(owner, m, path)), None)
         if route is not None:
             lm = {"model": _route_label(route), "base": "routed", "adapter": None}
             modules[-1].update(route=route, lm=lm, lm_source="routed")
@@ -94,6 +93,13 @@ def describe_program(program: Any) -> dict[str, Any]:
         "dspy_adapter": type(adapter or dspy.ChatAdapter()).__name__,
         "dspy_adapter_source": "configured" if adapter is not None else "default",
     }
+
+
+def _routes(owner: str, module: Any, path: str) -> bool:
+    """Whether the routing module at `owner` picks the model of the predictor at `path`: one inside the module it
+    routes (`describe_route()["routes"]`, e.g. "module"), not one it owns for itself (a cascade's verifier)."""
+    inner = ".".join(p for p in (owner, module.describe_route().get("routes", "")) if p)
+    return not inner or path == inner or path.startswith(inner + ".")
 
 
 def _route_label(route: dict[str, Any]) -> str:

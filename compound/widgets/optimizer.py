@@ -6,7 +6,21 @@ as series of their own), a sortable `TableWidget` of trials whose rows can be cl
 the clicked trial's instructions and demos diffed against the starting program.
 
 Example:
-    >>> view = OptimizationView(job)   # what cp.optimize displays in a notebook  # doctest: +SKIP
+    >>> import dspy, compound as cp
+    >>> triage = cp.zoo.tasks["triage"]
+    >>> dspy.configure(adapter=cp.CompactAdapter())
+    >>> program = dspy.Predict(triage.signature)
+    >>> program.lm = cp.zoo.lm("tiny")
+    >>> job = cp.optimize(program, triage.train[:8], "LabeledFewShot", metric=triage.metric,
+    ...                   valset=triage.dev[:10], k=2, display=False)
+    >>> view = OptimizationView(job)   # what cp.optimize displays in a notebook; cp.widgets.show(job) makes another
+    >>> job.wait()
+    True
+    >>> view.flush(); view.header.status, [row["kind"] for row in view.table.rows]
+    ('done', ['baseline', 'result'])
+    >>> view.table.selected = 1        # a click on trial 1's row: the diff below the table shows what it changed
+    >>> len(view.diff.entries[0]["demos_added"])
+    2
 """
 
 from __future__ import annotations

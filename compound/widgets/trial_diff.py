@@ -5,7 +5,21 @@ added or dropped. `OptimizationView` shows the trial selected in its table; the 
 (`compound.optimize.diff`), the view only draws it.
 
 Example:
-    >>> widget = TrialDiffWidget(job); widget.show_trial(2)   # doctest: +SKIP
+    >>> import dspy, compound as cp
+    >>> triage = cp.zoo.tasks["triage"]
+    >>> dspy.configure(adapter=cp.CompactAdapter())
+    >>> program = dspy.Predict(triage.signature)
+    >>> program.lm = cp.zoo.lm("tiny")
+    >>> job = cp.optimize(program, triage.train[:8], "LabeledFewShot", metric=triage.metric,
+    ...                   valset=triage.dev[:10], k=2, display=False)
+    >>> job.wait()
+    True
+    >>> widget = TrialDiffWidget(job)
+    >>> widget.show_trial(1)
+    >>> [(entry["predictor"], entry["changed"], len(entry["demos_added"])) for entry in widget.entries]
+    [('self', False, 2)]
+    >>> widget.show_trial(5); widget.note
+    'there is no trial 5; trials with a program: [0, 1]'
 """
 
 from __future__ import annotations

@@ -112,14 +112,14 @@ def deterministic_torch(seed: int, threads: int) -> Iterator[None]:
 
 
 def training_threads() -> int:
-    """`$COMPOUND_ZOO_THREADS`, else the machine's cores up to 4 (these matrices are too small to use more).
+    """`$COMPOUND_ZOO_THREADS`, else 2: the same count on every machine, so every machine builds the same weights.
 
-    Two threads make tiny's steps ~1.6x faster than one on a quiet 2-core machine. On a machine shared with other busy
-    jobs, intra-op threads busy-waiting for each other measured up to ~50x slower per step: set
-    `COMPOUND_ZOO_THREADS=1` there. The thread count is recorded in the manifest; float sums, and so the exact
-    weights, can differ between thread counts.
+    Float sums, and so the exact weights, differ between thread counts (measured: 1 and 2 threads build different
+    models; 2 threads build the same bits on a quiet or a busy machine), and the notebooks' saved outputs come from
+    the 2-thread build. Two threads make tiny's steps ~1.6x faster than one on a quiet 2-core machine; these
+    matrices are too small to gain from more. The thread count is recorded in the manifest.
     """
-    return max(1, int(os.environ.get("COMPOUND_ZOO_THREADS") or min(4, os.cpu_count() or 1)))
+    return max(1, int(os.environ.get("COMPOUND_ZOO_THREADS") or 2))
 
 
 def _batches(recipe: ZooRecipe, data: dict[str, Encoded], pad_id: int) -> Iterator[tuple]:

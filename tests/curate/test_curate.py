@@ -128,3 +128,25 @@ def test_bad_thresholds_and_kinds_are_refused(report):
         report.clean(["dupe"])
     with pytest.raises(ValueError, match="must be a number"):
         report.rethreshold(leak=None)
+
+
+def test_similarity_search_is_exact_and_the_same_every_run():
+    """Below EXACT_SEARCH_UP_TO records every leak score is the true best cosine (no ANN misses), run after run."""
+    from compound.curate.similarity import Duplicates, Leaks
+
+    rng = np.random.default_rng(0)
+    against = rng.normal(size=(600, 32)).astype(np.float32)
+    # queries near some `against` rows, at similarities spread around the 0.8 floor, plus unrelated ones
+    near = against[:200] + rng.normal(scale=np.linspace(0.1, 1.0, 200)[:, None], size=(200, 32)).astype(np.float32)
+    queries = np.vstack([near, rng.normal(size=(100, 32)).astype(np.float32)])
+
+    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    best = (unit(queries) @ unit(against).T).max(axis=1)
+    runs = [Leaks({"dev": [f"t{i}" for i in range(600)]}, against, queries, floor=0.8) for _ in range(2)]
+    expected = np.where(best >= 0.8, np.round(best, 4), np.nan)
+    np.testing.assert_allclose(runs[0].score, expected, atol=2e-4)
+    np.testing.assert_array_equal(runs[0].score, runs[1].score)
+    assert 20 < np.count_nonzero(~np.isnan(expected)) < 200  # the test straddles the floor
+
+    texts = [f"t{i}" for i in range(len(queries))]
+    assert Duplicates(texts, queries, floor=0.8).flagged(0.8) == Duplicates(texts, queries, floor=0.8).flagged(0.8)

@@ -148,3 +148,19 @@ def test_without_anywidget_the_run_is_an_updating_text_output(kernel, model_dir)
     assert updates and updates[-1]["content"]["data"]["text/plain"].startswith(
         "<OptimizationJob 'BootstrapFewShot on Predict' done")
     assert updates[-1]["content"]["transient"]["display_id"] == shown[0]["content"]["transient"]["display_id"]
+
+
+def test_the_optimizers_prints_and_bars_stay_out_of_every_cell(kernel):
+    """BootstrapFewShot prints and draws a tqdm bar from the job's thread; ipykernel sends what a thread writes to the
+    cell that started it (the run's context), i.e. under the job's own view. They go to job.log instead."""
+    start_msg = kernel.execute("job = cp.optimize(dspy.Predict('question -> answer'), trainset, 'BootstrapFewShot', "
+                               "metric=exact_match, max_bootstrapped_demos=1, max_labeled_demos=0)")
+    out, messages = execute(kernel, """
+        job.result(timeout=120)
+        print("LOG", any(line.startswith("Bootstrapped ") for line in job.log), any("%|" in line for line in job.log))
+    """)
+    messages += drain(kernel, 1.0)
+    streams = [m["content"]["text"] for m in messages if m["msg_type"] == "stream"]
+    assert not [text for text in streams if "Bootstrapped" in text or "%|" in text], streams
+    assert "LOG True True" in out  # ...they are in job.log, and the second cell's own print still arrives
+    assert any(m["parent_header"].get("msg_id") == start_msg for m in messages)  # the first cell's output was heard

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 
 import dspy
@@ -207,3 +208,22 @@ def test_the_runs_log_lines_go_to_the_job_not_to_the_console(configured, dataset
     assert not any(line in capsys.readouterr().err for line in list(job.log)[:3])
     # A record logged by this thread (not the job's) still goes where it always went.
     assert logging.getLogger("dspy").handlers and all(not h.filters for h in logging.getLogger("dspy").handlers)
+
+
+def test_the_optimizers_own_prints_and_progress_bars_go_to_the_job_log(configured, dataset, capsys):
+    """BootstrapFewShot prints a summary line and draws a tqdm bar from the job's thread: in a notebook both landed
+    in the cell that started the run, under the job's own view. They belong in job.log, the bar as its last frame."""
+    trainset, _ = dataset
+    streams = sys.stdout, sys.stderr
+    job = cp.optimize(dspy.Predict("question -> answer"), trainset, "BootstrapFewShot", metric=exact_match,
+                      display=False)
+    job.result(timeout=300)
+    assert (sys.stdout, sys.stderr) == streams  # the console streams are back as they were once the run ended
+    print("printed by the test")  # this thread's output still reaches the console, during and after a run
+    out, err = capsys.readouterr()
+    assert "Bootstrapped" not in out and "%|" not in err, (out, err)
+    assert "printed by the test" in out
+    lines = list(job.log)
+    assert any(line.startswith("Bootstrapped ") for line in lines), lines
+    bars = [line for line in lines if "%|" in line]
+    assert len(bars) == 1 and bars[0].startswith("100%") and "\r" not in bars[0], bars  # the bar's final frame

@@ -36,11 +36,16 @@ def desk():
 
 
 @pytest.fixture(scope="session")
-def kind_router():
-    """A logistic router fitted on help-desk query texts, scored by what each kind needs: routes by kind."""
+def kind_training():
+    """Help-desk query texts and the (n, 2) scores of what each kind needs: data a router learns the kinds from."""
     examples = requests("train", per_kind=10)
     from compound.route.collector import query_text
 
     queries = [query_text(HelpDesk(), ex.inputs().toDict()) for ex in examples]
-    scores = np.array([NEEDS[ex.kind] for ex in examples])
-    return cp.route.LogisticRouter(C=10.0).fit(queries, scores, costs=[1.0, 2.0], models=["zoo-tiny", "zoo-small"])
+    return queries, np.array([NEEDS[ex.kind] for ex in examples])
+
+
+@pytest.fixture(scope="session")
+def kind_router(kind_training):
+    """A logistic router fitted on help-desk query texts, scored by what each kind needs: routes by kind."""
+    return cp.route.LogisticRouter(C=10.0).fit(*kind_training, costs=[1.0, 2.0], models=["zoo-tiny", "zoo-small"])

@@ -77,19 +77,78 @@ def test_agreement_and_verifier_confidences(desk, tiny, small, tmp_path):
 
             got = json.loads(answer)["answer"]
             assert verified[i, j] == float(got.isdigit() and len(got) == 5 and got in ex.text)
-    assert (data.frame["conf_cost_s"] > 0).all()       # three extra samples were paid for
-    assert (data.confidence_cost > 0).all()
+    frame = data.frame
+    assert (frame["conf_agreement_calls"] == 3).all() and (frame["conf_agreement_device_s"] > 0).all()
+    assert (data.confidence_cost("agreement") > 0).all()   # three extra samples were paid for
+    assert (frame["conf_verifier_calls"] == 0).all()          # a plain function calls no LM: it costs nothing
+    assert (data.confidence_cost("verifier") == 0).all()
+    # in FLOPs, each sample costs what its tokens cost on its model, as the answer itself does
+    compute = data.with_cost("compute")
+    params = frame.groupby("model")["params"].first()
+    assert (compute.confidence_cost("agreement") > 0).all()
+    assert compute.confidence_cost("agreement")[0, 1] == frame.loc[1, "conf_agreement_flops"]
+    assert frame.loc[1, "conf_agreement_flops"] % (2 * params["zoo-small"]) == 0
     with pytest.raises(ValueError, match="no 'logprob' confidences"):
         data.confidence("logprob")
 
 
+def _exp_mean_logprob(lm, desk, example):
+    """exp(mean token log-probability) of `lm`'s answer value, read straight from DSPy's standard logprobs output:
+    the completion is `<field>: <value>` (CompactAdapter), and only the value's tokens count."""
+    asked = lm.copy(logprobs=True)
+    with dspy.context(lm=asked):
+        answer = desk(**example.inputs()).answer
+    output = asked.history[-1]["outputs"][0]
+    assert output["text"].endswith(": " + answer)
+    value, text = [], ""
+    for token in output["logprobs"]["content"]:
+        text += token["token"]
+        if len(text) > len(output["text"]) - len(answer):  # the token reaches into the value (" billing" does)
+            value.append(token["logprob"])
+    assert text == output["text"] and value
+    return math.exp(sum(value) / len(value))
+
+
 def test_logprob_confidence_comes_from_the_standard_logprobs_output(desk, tiny, small, tmp_path):
-    data = cp.route.collect(desk, [tiny, small], requests("dev", per_kind=1), metric, confidence="logprob",
-                            cache_dir=tmp_path)
-    values = data.frame["conf_logprob"]
-    if values.isna().all():
-        pytest.skip("engine does not report logprobs yet")
+    examples = requests("dev", per_kind=2)
+    data = cp.route.collect(desk, [tiny, small], examples, metric, confidence="logprob", cache_dir=tmp_path)
+    values = data.confidence("logprob")
     assert ((values > 0) & (values <= 1)).all()  # exp(mean token log-probability)
+    for i in (0, 1, 2):
+        for j, lm in enumerate([tiny, small]):
+            assert values[i, j] == pytest.approx(_exp_mean_logprob(lm, desk, examples[i]), rel=1e-6)
+    # read from the answer's own call: nothing more to pay, and one call per (example, model)
+    assert (data.confidence_cost("logprob") == 0).all()
+    assert (data.frame["conf_agreement_calls"] == 0).all()
+
+
+class AgreesWithSmall(dspy.Module):
+    """A verifier with its own LM: small extracts the order number again, the score is whether the answers agree."""
+
+    def __init__(self, small):
+        super().__init__()
+        self.check = dspy.Predict(cp.zoo.tasks["extract"].signature)
+        self.check.lm = small
+
+    def forward(self, kind, text, answer):
+        return dspy.Prediction(score=float(self.check(ticket=text).order_id == answer))
+
+
+def test_a_verifiers_own_lm_calls_count_in_the_cascades_cost(desk, tiny, small, tmp_path):
+    examples = [ex for ex in requests("dev", per_kind=4) if ex.kind == "order number"]
+    data = cp.route.collect(desk, [tiny, small], examples, metric, confidence=AgreesWithSmall(small),
+                            cache_dir=tmp_path, cost="compute")
+    frame = data.frame
+    assert (frame["conf_verifier_calls"] == 1).all()      # one call of small per verified answer
+    small_params = frame.loc[frame.model == "zoo-small", "params"].iloc[0]
+    extra = data.confidence_cost("verifier")
+    assert (extra > 0).all() and (extra % (2 * small_params) == 0).all()   # FLOPs of small's calls, whoever answered
+    # the cascade pays for tiny, the verifier's check of tiny's answer, and small when it defers
+    cascade = cp.route.CascadeRouter(confidence="verifier").fit(data)
+    curve = cp.route.evaluate(cascade, data).curves["cascade"]
+    C = data.cost_matrix
+    assert curve.cost.min() == pytest.approx((C[:, 0] + extra[:, 0]).mean())           # never defers
+    assert curve.cost.max() == pytest.approx((C[:, 0] + extra[:, 0] + C[:, 1]).mean())  # always defers
 
 
 def test_failed_calls_are_recorded_and_metric_errors_raise(tiny, small, tmp_path):

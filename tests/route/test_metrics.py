@@ -105,3 +105,7 @@ def test_curves_of_random_oracle_and_a_cascade_by_hand():
     assert at["quality"] == 1.0 and at["cost"] == pytest.approx((1 + 4 + 4 + 1) / 4) and at["deferral"] == 0.5
     scored = scored_curve("perfect", Y2, Y2, C, [1, 3])
     assert scored.metrics(weak, strong)["apgr"] > 0.85
+    # measuring the cheap model's confidence costs 0.5 a query; the dear model's is never measured (it always answers)
+    extra = np.tile([0.5, 7.0], (4, 1))
+    paid = cascade_curve("cascade", conf, Y2, C, costs=[1, 3], extra_cost=extra).at(0.5)
+    assert paid["cost"] == pytest.approx((1.5 + 4.5 + 4.5 + 1.5) / 4) and extra[0, 1] == 7.0  # the input is kept

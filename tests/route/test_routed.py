@@ -17,9 +17,9 @@ from compound.zoo.helpdesk import HelpDesk, metric, requests
 class Desk(dspy.Module):
     """A program with a routed module inside, as a user would write it."""
 
-    def __init__(self, router, candidates, threshold=0.5):
+    def __init__(self, router, candidates, threshold=0.5, **routing):
         super().__init__()
-        self.desk = cp.Routed(HelpDesk(), router, candidates, threshold=threshold)
+        self.desk = cp.Routed(HelpDesk(), router, candidates, threshold=threshold, **routing)
 
     def forward(self, kind, text):
         return self.desk(kind=kind, text=text)
@@ -124,12 +124,7 @@ def test_cp_show_names_the_routing(kind_router, tiny, small):
 
 
 def test_a_cascade_defers_to_small_when_the_verifier_rejects_tiny(tiny, small):
-    def plausible(inputs, prediction):  # a known category, or five digits that appear in the ticket
-        answer = str(prediction.answer)
-        if inputs["kind"] == "category":
-            return float(answer in ("billing", "technical", "account", "shipping"))
-        return float(answer.isdigit() and len(answer) == 5 and answer in inputs["text"])
-
+    plausible = _plausible
     cascade = cp.route.CascadeRouter(confidence="verifier").fit(np.ones((2, 2)), np.ones((2, 2)), costs=[1, 2],
                                                                 models=["zoo-tiny", "zoo-small"])
     routed = cp.Routed(HelpDesk(), cascade, [tiny, small], threshold=0.5, verifier=plausible)
@@ -193,17 +188,135 @@ def test_the_demo_cost_table_shows_each_models_share_of_a_routed_module(kind_rou
     assert mixed.model_label == "zoo-tiny 50% | zoo-small 50%"
 
 
-def test_async_calls_route_too(kind_router, tiny, small):
+FAMILIES = {  # every learned family (and the random baseline), on hashed n-grams: they all route the same way
+    "knn": lambda: cp.route.KNNRouter(k=3, encoder="hashing"),
+    "logistic": lambda: cp.route.LogisticRouter(C=10.0, encoder="hashing"),
+    "mlp": lambda: cp.route.MLPRouter(encoder="hashing"),
+    "mf": lambda: cp.route.MFRouter(encoder="hashing"),
+    "random": lambda: cp.route.RandomRouter(),
+}
+CASCADES = {"cascade-logprob": {"confidence": "logprob"}, "cascade-agreement": {"confidence": "agreement", "samples": 2},
+            "cascade-verifier": {"confidence": "verifier"}}
+
+
+def _cascade(confidence, **params):
+    return cp.route.CascadeRouter(confidence=confidence, **params).fit(
+        np.ones((2, 2)), np.ones((2, 2)), costs=[1, 2], models=["zoo-tiny", "zoo-small"])
+
+
+class AsyncOnlyDesk(HelpDesk):
+    """A help desk whose sync path fails: under asyncio a routed call must take DSPy's `aforward` path."""
+
+    def forward(self, kind, text):
+        raise AssertionError("the sync forward ran under asyncio")
+
+
+def _plausible(inputs, prediction):  # a known category, or five digits that appear in the ticket
+    answer = str(prediction.answer)
+    if inputs["kind"] == "category":
+        return float(answer in ("billing", "technical", "account", "shipping"))
+    return float(answer.isdigit() and len(answer) == 5 and answer in inputs["text"])
+
+
+@pytest.mark.parametrize("family", [*FAMILIES, *CASCADES])
+def test_async_calls_route_as_sync_calls_do_for_every_router_family(family, kind_training, tiny, small):
     import asyncio
 
-    routed = cp.Routed(HelpDesk(), kind_router, [tiny, small], threshold=0.5)
+    if family in FAMILIES:
+        router = FAMILIES[family]().fit(*kind_training, costs=[1.0, 2.0], models=["zoo-tiny", "zoo-small"])
+    else:
+        router = _cascade(**CASCADES[family])
     examples = requests("dev", per_kind=2)
+    threshold = 0.9 if family == "cascade-logprob" else 0.5
+    make = lambda desk: cp.Routed(desk, router, [tiny, small], threshold=threshold, verifier=_plausible)  # noqa: E731
+    sync = make(HelpDesk())
+    expected = [sync(**ex.inputs()).answer for ex in examples]
+    asynchronous = make(AsyncOnlyDesk())
 
     async def run_all():
-        return await asyncio.gather(*(routed.acall(**ex.inputs()) for ex in examples))
+        return await asyncio.gather(*(asynchronous.acall(**ex.inputs()) for ex in examples))
 
     predictions = asyncio.run(run_all())
-    assert len(predictions) == len(examples)
-    expected = _expected(kind_router, examples)
-    assert routed.calls == {m: expected.count(m) for m in ("zoo-tiny", "zoo-small")}
-    assert sorted(e["model"].removeprefix("local/") for e in routed.history) == sorted(expected)
+    assert [p.answer for p in predictions] == expected        # the same answers, from the same models
+    assert asynchronous.calls == sync.calls and sum(sync.calls.values()) == len(examples)
+    assert sorted(e["model"] for e in asynchronous.history) == sorted(e["model"] for e in sync.history)
+
+
+def test_a_logprob_cascade_defers_exactly_when_tiny_is_unsure_and_asks_it_once(tiny, small):
+    from test_collect import _exp_mean_logprob
+
+    examples = requests("dev", per_kind=3)
+    confidence = [_exp_mean_logprob(tiny, HelpDesk(), ex) for ex in examples]
+    threshold = float(np.median(confidence))
+    routed = cp.Routed(HelpDesk(), _cascade("logprob"), [tiny, small], threshold=threshold)
+    for ex, sure in zip(examples, confidence):
+        before = len(routed.history)
+        prediction = routed(**ex.inputs())
+        calls = [e["model"].removeprefix("local/") for e in routed.history[before:]]
+        # one pass of tiny with log-probabilities, no extra samples; small only below the threshold
+        assert calls == (["zoo-tiny"] if sure >= threshold else ["zoo-tiny", "zoo-small"])
+        assert routed.history[before]["outputs"][0]["logprobs"]["content"]   # DSPy's standard logprobs output
+        with dspy.context(lm=tiny if sure >= threshold else small):
+            assert prediction.answer == HelpDesk()(**ex.inputs()).answer
+    assert 0 < routed.calls["zoo-small"] < len(examples)
+
+
+def test_cp_costs_and_cp_show_count_a_verifiers_own_calls_apart_from_the_routed_ones(tiny, small):
+    from test_collect import AgreesWithSmall
+
+    program = Desk(_cascade("verifier"), [tiny, small], verifier=AgreesWithSmall(small))
+    examples = [ex for ex in requests("dev", per_kind=4) if ex.kind == "order number"]
+    report = cp.costs(program, examples, metric=metric, num_threads=4)
+    check = report["desk.verifier.check"]
+    assert check.calls == len(examples) and check.model == "local/zoo-small"    # it checked every tiny answer
+    extract = report["desk.module.skills['order number']"]
+    assert extract.calls == len(examples) + program.desk.calls["zoo-small"]    # tiny on all, small on the deferred
+    table = repr(report).splitlines()
+    model_column = table[1].index("model")       # the text table: long routed names keep to their own column
+    for line in table[2:]:
+        assert line[:model_column].rstrip() in report.modules and line[model_column - 1] == " "
+    shown = {m["name"]: m for m in cp.show(program).modules}
+    assert shown["desk.verifier.check"]["lm_source"] == "predictor"           # its own LM, not routed
+    assert shown["desk.module.skills['order number']"]["lm_source"] == "routed"
+
+
+def test_a_routing_report_as_a_cells_value_shows_the_live_widget_in_a_kernel():
+    """In a real ipykernel the report's display carries the widget view beside its text and HTML."""
+    import queue
+
+    import jupyter_client
+
+    km = jupyter_client.KernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        code = (
+            "import numpy as np, pandas as pd, compound as cp\n"
+            "frame = pd.DataFrame({'example': np.repeat(range(4), 2), 'model': ['cheap', 'dear'] * 4,\n"
+            "                      'query': np.repeat(list('abcd'), 2), 'score': [1, 1, 0, 1, 1, 1, 0, 1]})\n"
+            "data = cp.route.RoutingData(frame, ['cheap', 'dear'], cost={'cheap': 1.0, 'dear': 4.0})\n"
+            "cp.route.evaluate(cp.route.OracleRouter().fit(data), data)\n"
+        )
+        msg_id = kc.execute(code)
+        result = None
+        while True:
+            try:
+                msg = kc.get_iopub_msg(timeout=60)
+            except queue.Empty:
+                raise AssertionError("the kernel did not answer") from None
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if msg["msg_type"] == "execute_result":
+                result = msg["content"]["data"]
+            if msg["msg_type"] == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        assert result is not None
+        assert "application/vnd.jupyter.widget-view+json" in result     # the live view, from the registry
+        assert result["text/plain"].startswith("RoutingReport: 4 examples") and "<svg" in result["text/html"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
