@@ -8,6 +8,7 @@ Example:
     >>> import compound as cp
     >>> from compound.testing import reverse_chats, tiny_served_lm
     >>> job = cp.finetune(tiny_served_lm("doc-view"), reverse_chats(), name="reverse-v1", max_steps=2, display=False)
+    >>> lm = job.result()
     >>> TrainingView(job)   # what a notebook shows for the job (cp.widgets.VIEWS)
     TrainingView('finetune reverse-v1')
 """
