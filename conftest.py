@@ -25,3 +25,11 @@ def _doctests_leave_dspy_settings_as_they_found_them(request):
 # conftest.py files are plugins, not modules with examples: collected as doctest modules too, the ones of two test
 # folders (both imported as `conftest`) collide when a run names both folders (`pytest tests/lm tests/optimize`).
 collect_ignore_glob = ["tests/*/conftest.py", "tests/conftest.py"]
+
+
+@pytest.fixture(autouse=True)
+def _doctests_keep_their_adapters_apart(request, tmp_path, monkeypatch):
+    """Examples that fine-tune save to `cp.adapters`: a fresh registry each, never the user's."""
+    if isinstance(request.node, pytest.DoctestItem):
+        monkeypatch.setenv("COMPOUND_ADAPTERS", str(tmp_path / "adapters"))
+    yield

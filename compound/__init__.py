@@ -35,6 +35,10 @@ _LAZY: dict[str, str] = {
     "synthesize": "compound.curate.synthesize",
     "route": "compound.route",  # a subpackage: cp.route.collect, cp.route.KNNRouter, cp.route.evaluate, ...
     "Routed": "compound.route.routed",
+    "adapters": "compound.adapters",  # a module: cp.adapters.list(), load(name), delete, export
+    "finetune": "compound.tune",
+    "FinetuneJob": "compound.tune",
+    "TrainConfig": "compound.tune",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -52,6 +56,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound.curate.synthesize import synthesize
     from compound import route
     from compound.route.routed import Routed
+    from compound import adapters
+    from compound.tune import FinetuneJob, TrainConfig, finetune
 
 
 def __getattr__(name: str) -> Any:

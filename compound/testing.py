@@ -44,7 +44,8 @@ def tiny_tokenizer(vocab_size: int = 384, extra_corpus: tuple[str, ...] = ()):
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,  # its progress bar prints blank lines off a terminal (and into doctest output)
     )
     tok.train_from_iterator([*_CORPUS * 4, *extra_corpus], trainer=trainer)
     fast = PreTrainedTokenizerFast(
@@ -228,6 +229,34 @@ def scripted_lm(replies: list[str], chunk: int = 3, **lm_kwargs):
 
     lm_kwargs.setdefault("cache", False)
     return dspy.LM("local/scripted", engine=ScriptedEngine(replies, chunk), **lm_kwargs)
+
+
+def reverse_chats(n: int = 64, seed: int = 0) -> list[dict]:
+    """Chat data a tiny random model can learn fast: reverse three words (`cp.finetune` of an LM takes this form).
+
+    Example:
+        >>> reverse_chats(1)[0]["messages"][-1]
+        {'role': 'assistant', 'content': 'red sun two'}
+    """
+    import random
+
+    rng = random.Random(seed)
+    words = ["red", "blue", "green", "fox", "dog", "one", "two", "yes", "no", "sun"]
+    rows = []
+    for _ in range(n):
+        w = rng.sample(words, 3)
+        rows.append({"messages": [{"role": "system", "content": "Answer."}, {"role": "user", "content": " ".join(w)},
+                                  {"role": "assistant", "content": " ".join(reversed(w))}]})
+    return rows
+
+
+def tiny_served_lm(name: str, seed: int = 0, **lm_kwargs):
+    """A random tiny Llama served by compound as a `dspy.LM` named `local/<name>` (examples that fine-tune it)."""
+    from compound.lm import LM
+
+    model, tok = tiny_llama(seed)
+    lm_kwargs.setdefault("cache", False)
+    return LM(model, tokenizer=tok, name=name, **lm_kwargs)
 
 
 @contextlib.contextmanager

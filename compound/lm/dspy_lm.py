@@ -37,6 +37,7 @@ from compound.lm.engine import Engine
 from compound.lm.errors import ContextLengthError, InvalidRequestError
 from compound.lm.loading import LoadedModel, find_loaded, load, loaded_models
 from compound.lm.prompt import prompt_ids, render_prompt
+from compound.lm.provider import EngineProvider
 from compound.lm.refs import resolve, scheme_of
 from compound.lm.saved import adapter_class, attach
 from compound.lm.sampling import SamplingParams
@@ -395,6 +396,7 @@ def LM(
     lm_kwargs.setdefault("max_tokens", 512)
     lm_kwargs.setdefault("stop", [CHAT_ADAPTER_STOP])
     lm_kwargs["metadata"] = {**(lm_kwargs.get("metadata") or {}), "compound_weights": loaded.fingerprint}
+    lm_kwargs.setdefault("provider", EngineProvider(engine))  # dspy.BootstrapFinetune trains LoRA adapters in-process
     model_string = f"local/{loaded.name}" + (f"@{adapter}" if adapter else "")
     return dspy.LM(model_string, engine=engine, async_engine=AsyncHFEngine(engine), **lm_kwargs)
 

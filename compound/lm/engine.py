@@ -34,6 +34,7 @@ from compound.lm.errors import (
 )
 from compound.lm.faults import FaultInjector
 from compound.lm.kv import PrefixCache, SlotKVCache
+from compound.lm.lora import served_adapters
 from compound.lm.runner import ModelRunner
 from compound.lm.sampling import SamplingParams, choose_tokens, make_generator
 from compound.lm.scheduler import Scheduler
@@ -87,8 +88,9 @@ class Engine:
         c = self.config
         self.kv = SlotKVCache(layers, c.max_batch_size, kv_heads, c.max_seq_len, head_dim, model.dtype, self.device)
         self.prefix = PrefixCache(self.kv, c.prefix_block_size, c.prefix_cache_tokens // c.prefix_block_size)
-        self.scheduler = Scheduler(self.kv, self.prefix, c.max_prefill_tokens, c.prefix_block_size)
-        self.runner = ModelRunner(model, self.kv, self.layout, cuda_graphs=c.cuda_graphs)
+        self.adapters = served_adapters(model, rows=c.max_batch_size)  # LoRA/prefix adapters mixed into batches
+        self.scheduler = Scheduler(self.kv, self.prefix, c.max_prefill_tokens, c.prefix_block_size, self.adapters)
+        self.runner = ModelRunner(model, self.kv, self.layout, cuda_graphs=c.cuda_graphs, adapters=self.adapters)
         self.faults = FaultInjector()  # test hook: see compound.lm.faults
         self.eos_ids = _eos_ids(model, tokenizer)
         self._stats = StatsRecorder()
@@ -143,6 +145,9 @@ class Engine:
             raise InvalidRequestError(
                 f"token ids outside the vocabulary [0, {self.vocab_size}): {bad[:5]}; tokenize with this model's tokenizer"
             )
+        adapter = self.adapters.resolve(adapter)  # the served version (None: the base model)
+        # prefix/prompt tuning: P virtual positions whose K/V are copied in at admission (placeholder ids)
+        prompt_ids = [0] * self.adapters.virtual_tokens(adapter) + prompt_ids
         room = self.config.max_seq_len - len(prompt_ids)
         if room < 1:
             raise ContextLengthError(

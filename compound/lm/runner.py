@@ -24,8 +24,10 @@ class ModelRunner:
     `forward(seqs, chunks)` is the one place a batch meets the model.
     """
 
-    def __init__(self, model, kv: SlotKVCache, layout: AttentionLayout, cuda_graphs: bool = False):
+    def __init__(self, model, kv: SlotKVCache, layout: AttentionLayout, cuda_graphs: bool = False, adapters=None):
         self.model, self.kv, self.layout = model, kv, layout
+        self.adapters = adapters  # compound.lm.lora.ServedAdapters: each row's LoRA slot
+        self._adapter_layout = adapters.layout_version if adapters is not None else 0
         self.device = next(model.parameters()).device
         self.dtype = kv.kv.dtype
         params = inspect.signature(model.forward).parameters
@@ -57,6 +59,11 @@ class ModelRunner:
                 kv_len = max(kv_len, start + n)
         ids, pos = ids.to(self.device, non_blocking=True), pos.to(self.device, non_blocking=True)
         rows = [s.slot for s in seqs]
+        if self.adapters is not None:
+            self.adapters.set_rows(seqs)
+            if self.graphs is not None and self.adapters.layout_version != self._adapter_layout:
+                self.graphs.graphs.clear()  # captured before these LoRA layers or buffers existed
+                self._adapter_layout = self.adapters.layout_version
         if self.graphs is not None and self.graphs.enabled and q == 1 and rows == list(range(len(rows))):
             logits = self.graphs.run(ids, pos, kv_len, lambda: self._eager(ids, pos, rows, kv_len))
         else:

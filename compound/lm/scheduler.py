@@ -29,8 +29,10 @@ class Scheduler:
     hundred steps.
     """
 
-    def __init__(self, kv: SlotKVCache, prefix: PrefixCache, max_prefill_tokens: int, min_prefill_tokens: int = 16):
+    def __init__(self, kv: SlotKVCache, prefix: PrefixCache, max_prefill_tokens: int, min_prefill_tokens: int = 16,
+                 adapters=None):
         self.kv, self.prefix = kv, prefix
+        self.adapters = adapters  # compound.lm.lora.ServedAdapters: LoRA residency and K/V-prefix adapters
         self.prefill_limit = self.max_prefill_tokens = max_prefill_tokens
         self.min_prefill_tokens = min(min_prefill_tokens, max_prefill_tokens)
         self.slot_cap = kv.num_slots
@@ -56,6 +58,9 @@ class Scheduler:
             try:
                 if check is not None:
                     check(seq)
+                if self.adapters is not None and not self.adapters.reserve(seq, self.running):
+                    deferred.append(seq)  # every LoRA slot serves running sequences: wait for one to finish
+                    continue
                 if seq.block_hashes is None:
                     seq.block_hashes = self.prefix.block_hashes(seq.prompt_ids, seq.adapter) if self.prefix.num_blocks else []
                 hashes = seq.block_hashes
@@ -65,6 +70,8 @@ class Scheduler:
                     continue
                 slot = len(self.running)
                 seq.num_computed = self.prefix.load_into(hashes, seq.tokens, slot)
+                if self.adapters is not None:  # a prefix-tuning adapter's K/V (virtual positions 0..P-1)
+                    seq.num_computed = self.adapters.load_prefix(seq, self.kv, slot)
             except Exception as exc:  # noqa: BLE001 - this request alone fails; the caller types the error
                 failed.append((seq, exc))
                 continue

@@ -108,7 +108,7 @@ class Sequence:
 
     prompt_ids: list[int]
     params: SamplingParams
-    adapter: str | None
+    adapter: object | None  # compound.lm.lora.ServedAdapter (None: the base model)
     tracker: TextTracker
     generator: torch.Generator | None
     eos_ids: frozenset[int]

@@ -38,6 +38,7 @@ VIEWS: dict[str, str] = {
     "compound.optimize.job.OptimizationJob": "compound.widgets.optimizer:OptimizationView",
     "compound.curate.report.CurationReport": "compound.widgets.curation:CurationWidget",
     "compound.route.report.RoutingReport": "compound.widgets.routing:RoutingWidget",
+    "compound.tune.job.FinetuneJob": "compound.widgets.training:TrainingView",
 }
 
 _LAZY = {
@@ -53,6 +54,7 @@ _LAZY = {
     "TrialDiffWidget": "compound.widgets.trial_diff",
     "CurationWidget": "compound.widgets.curation",
     "RoutingWidget": "compound.widgets.routing",
+    "TrainingView": "compound.widgets.training",
     "show": "compound.widgets._live",
     "register_view": "compound.widgets._live",
     "view_class": "compound.widgets._live",

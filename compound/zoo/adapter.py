@@ -32,7 +32,7 @@ import textwrap
 from queue import Queue
 from typing import Any
 
-from dspy.adapters.base import Adapter
+from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.utils import apply_output_field_defaults, format_field_value, parse_value
 from dspy.dsp.utils.settings import settings
 from dspy.signatures.signature import Signature
@@ -42,7 +42,7 @@ from dspy.utils.exceptions import AdapterParseError, DSPyError
 _FIELD_LINE = re.compile(r"^\s*(\w+)\s*:\s?(.*)$")
 
 
-class CompactAdapter(Adapter):
+class CompactAdapter(ChatAdapter):
     """Short `instructions / field: value` prompts for small models; parses `name: value` lines back.
 
     With a single output field a bare answer (no `name:` prefix) is accepted too, so a model that answers in plain
@@ -57,6 +57,12 @@ class CompactAdapter(Adapter):
         ...     triage(ticket="I was charged twice for order 12345.").category
         'billing'
     """
+
+    def __init__(self, callbacks=None, use_native_function_calling: bool = False):
+        # A ChatAdapter subclass so DSPy's fine-tuning (BootstrapFinetune) takes its chat data; every format method
+        # is overridden below. No JSON fallback: a model this small cannot answer in JSON either.
+        super().__init__(callbacks=callbacks, use_native_function_calling=use_native_function_calling,
+                         use_json_adapter_fallback=False)
 
     def __call__(self, lm, lm_kwargs, signature, demos, inputs):
         _teach_stream_listeners()

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from compound.fileio import replace_folder, sha256_file
 from compound.quiet import quiet_transformers
 from compound.zoo.recipes import RECIPES, ZooRecipe, recipe_hash
 
@@ -34,14 +35,6 @@ def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where the zoo lives: `cache_dir`, else `$COMPOUND_CACHE`, else `~/.cache/compound`; then `/zoo`."""
     base = cache_dir or os.environ.get("COMPOUND_CACHE") or Path.home() / ".cache" / "compound"
     return Path(base).expanduser() / "zoo"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def problem_with(folder: Path, recipe: ZooRecipe) -> str | None:
@@ -59,7 +52,7 @@ def problem_with(folder: Path, recipe: ZooRecipe) -> str | None:
         file = folder / name
         if not file.is_file():
             return f"{name} is missing"
-        if _sha256(file) != digest:
+        if sha256_file(file) != digest:
             return f"{name} is corrupt (sha256 mismatch)"
     if not any(name.endswith(".safetensors") for name in manifest.get("files", {})):
         return "manifest lists no safetensors weights"
@@ -98,7 +91,7 @@ def save_atomically(folder: Path, model, tokenizer, recipe: ZooRecipe, extra: di
         with quiet_transformers():
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         weights = hashlib.sha256("".join(files[n] for n in sorted(files) if n.endswith(".safetensors")).encode())
         manifest = {
             "name": recipe.name,
@@ -112,13 +105,7 @@ def save_atomically(folder: Path, model, tokenizer, recipe: ZooRecipe, extra: di
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; a shared cache must stay readable
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}-old-{os.getpid()}-{time.monotonic_ns()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, folder)
         return manifest
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
