@@ -14,7 +14,7 @@
    train labels (an optimizer maximizes that number), and few-shot demos scored on the test split:
    `LabeledFewShot(k=16)` from the noisy data, the same 16 demos with their true labels (the control: only the
    wrong labels differ), and from the cleaned data, averaged over several draws of demos.
-5. `--finetune` (about 3 minutes on 2 cores; adapters go to a temporary folder): LoRA fine-tunes scored on the
+5. `--finetune` (about 4 minutes on 2 cores; adapters go to a temporary folder): LoRA fine-tunes scored on the
    extract task's test split. (a) Distillation: `small` labels unlabeled train tickets through `cp.synthesize`
    (agreement, confidence and an order-number-in-ticket check), then `tiny` and `small` itself are fine-tuned on the
    kept labels. (b) Noisy vs cleaned: `small` fine-tuned on 500 train tickets with 30% wrong order numbers (another
@@ -149,59 +149,72 @@ def finetune_effects(small, tiny, n_unlabeled: int, n_noisy: int, steps: int) ->
     import tempfile
 
     extract = cp.zoo.tasks["extract"]
-    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as folder, dspy.context(adapter=cp.CompactAdapter()):
+        os.environ["COMPOUND_ADAPTERS"] = folder  # read when an adapter is saved: the bench's stay out of ~/.cache
+        try:
+            out = {f"{name} before": _score(_predictor(extract, lm), extract.test, extract.metric)
+                   for name, lm in (("tiny", tiny), ("small", small))}
+            out.update(_distillation(extract, small, tiny, n_unlabeled, steps))
+            out.update(_noisy_vs_cleaned(extract, small, n_noisy, steps))
+        finally:
+            del os.environ["COMPOUND_ADAPTERS"]
+    return out
 
-    def in_ticket(example, prediction, trace=None):
+
+def _distillation(extract, small, tiny, n_unlabeled: int, steps: int) -> dict[str, float]:
+    """small labels unlabeled train tickets (cp.synthesize); tiny, and small itself, learn the kept labels."""
+
+    def in_ticket(example, prediction, trace=None):  # a check that needs no reference label
         return prediction.order_id in example.ticket
 
-    def tuned(lm, data, name) -> float:
-        student = dspy.Predict(extract.signature)
-        student.lm = lm
-        started = time.perf_counter()
-        cp.finetune(student, data, name=name, display=False, max_steps=steps, batch_size=16).result()
-        out[f"{name} train s"] = time.perf_counter() - started
-        return _score(student, extract.test, extract.metric)
-
-    with tempfile.TemporaryDirectory() as folder, dspy.context(adapter=cp.CompactAdapter()):
-        os.environ["COMPOUND_ADAPTERS"] = folder  # read when an adapter is saved; keeps ~/.cache clean
-        for name, lm in (("tiny", tiny), ("small", small)):
-            base = dspy.Predict(extract.signature)
-            base.lm = lm
-            out[f"{name} before"] = _score(base, extract.test, extract.metric)
-
-        # (a) distillation: small labels unlabeled train tickets; tiny, and small itself, learn the kept labels
-        unlabeled = [{"ticket": ex.ticket} for ex in extract.train[:n_unlabeled]]
-        started = time.perf_counter()
-        labeled = cp.synthesize(dspy.Predict(extract.signature), unlabeled, teacher=small, metric=in_ticket,
-                                against={"dev": extract.dev, "test": extract.test})
-        gold = {ex.ticket: ex.order_id for ex in extract.train}
-        out["labels kept"] = len(labeled)
-        out["kept labels right %"] = 100 * sum(ex.order_id == gold[ex.ticket] for ex in labeled) / len(labeled)
-        out["labelling s"] = time.perf_counter() - started
-        out["tiny on distilled labels"] = tuned(tiny, labeled, "distil-tiny")
-        out["small on its own kept labels"] = tuned(small, labeled, "distil-small")
-
-        # (b) noisy vs cleaned: 30% of the order numbers belong to another ticket
-        rows, truth = inject_noise(extract.train[:n_noisy], label_field="order_id", wrong_labels=0.3,
-                                   near_duplicates=0, seed=0)
-        judge = dspy.Predict(extract.signature)
-        judge.lm = small
-        report = cp.curate(rows, program=judge)
-        cleaned = report.clean(["label"])
-        true = [r.copy(order_id=truth.wrong_labels.get(i, r.order_id)) for i, r in enumerate(rows)]
-        out["wrong labels left after cleaning"] = len(set(truth.wrong_labels) - set(report.flagged("label")))
-        out["examples kept by cleaning"] = len(cleaned)
-        for name, data in (("noisy", rows), ("cleaned", cleaned), ("true", true)):
-            out[f"small on {name} labels"] = tuned(small, data, f"extract-{name}")
-        del os.environ["COMPOUND_ADAPTERS"]
+    unlabeled = [{"ticket": ex.ticket} for ex in extract.train[:n_unlabeled]]
+    started = time.perf_counter()
+    labeled = cp.synthesize(dspy.Predict(extract.signature), unlabeled, teacher=small, metric=in_ticket,
+                            against={"dev": extract.dev, "test": extract.test})
+    gold = {ex.ticket: ex.order_id for ex in extract.train}
+    out = {"labels kept": len(labeled),
+           "kept labels right %": 100 * sum(ex.order_id == gold[ex.ticket] for ex in labeled) / len(labeled),
+           "labelling s": time.perf_counter() - started}
+    out["tiny on distilled labels"] = _tuned_score(extract, tiny, labeled, "distil-tiny", steps, out)
+    out["small on its own kept labels"] = _tuned_score(extract, small, labeled, "distil-small", steps, out)
     return out
+
+
+def _noisy_vs_cleaned(extract, small, n_noisy: int, steps: int) -> dict[str, float]:
+    """small fine-tuned on train tickets where 30% of the order numbers belong to another ticket, on the same set
+    cleaned by cp.curate(program=...), and on the true labels."""
+    rows, truth = inject_noise(extract.train[:n_noisy], label_field="order_id", wrong_labels=0.3,
+                               near_duplicates=0, seed=0)
+    report = cp.curate(rows, program=_predictor(extract, small))
+    cleaned = report.clean(["label"])
+    true = [r.copy(order_id=truth.wrong_labels.get(i, r.order_id)) for i, r in enumerate(rows)]
+    out = {"wrong labels left after cleaning": len(set(truth.wrong_labels) - set(report.flagged("label"))),
+           "examples kept by cleaning": len(cleaned)}
+    for name, data in (("noisy", rows), ("cleaned", cleaned), ("true", true)):
+        out[f"small on {name} labels"] = _tuned_score(extract, small, data, f"extract-{name}", steps, out)
+    return out
+
+
+def _predictor(task, lm):
+    predictor = dspy.Predict(task.signature)
+    predictor.lm = lm
+    return predictor
+
+
+def _tuned_score(task, lm, data, name: str, steps: int, out: dict) -> float:
+    """Test accuracy of `lm` on `task` after a LoRA fine-tune on `data`; the training time goes into `out`."""
+    student = _predictor(task, lm)
+    started = time.perf_counter()
+    cp.finetune(student, data, name=name, display=False, max_steps=steps, batch_size=16).result()
+    out[f"{name} train s"] = time.perf_counter() - started
+    return _score(student, task.test, task.metric)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, no MiniLM and no free-text check")
     parser.add_argument("--finetune", action="store_true", help="only the LoRA fine-tunes: distillation, noisy vs "
-                        "cleaned labels (about 3 minutes)")
+                        "cleaned labels (about 4 minutes)")
     args = parser.parse_args()
     dspy.disable_logging()
     if args.finetune:
