@@ -10,8 +10,9 @@ Names are imported lazily so that `import compound` stays cheap (torch and dspy 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from compound._lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -60,18 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound.tune import FinetuneJob, TrainConfig, finetune
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'compound' has no attribute {name!r}")
-    imported = importlib.import_module(module)
-    value = imported if module == f"{__name__}.{name}" else getattr(imported, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -11,8 +11,9 @@ Names load lazily: `compound.lm.engine` and the other engine modules never impor
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from compound._lazy import lazy_names
 
 _LAZY = {
     "LM": "compound.lm.dspy_lm",
@@ -65,14 +66,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from compound.lm.stats import EngineStats
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'compound.lm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)

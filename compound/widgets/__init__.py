@@ -26,8 +26,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from compound._lazy import lazy_names
 
 # model type (its module and qualified name) -> the view that shows it ("module:Class"); see the docstring above.
 VIEWS: dict[str, str] = {
@@ -63,14 +62,4 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "VIEWS"])
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'compound.widgets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, __all__)
