@@ -98,7 +98,9 @@ class Engine:
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._aborts: set[int] = set()
         self._live: dict[int, Sequence] = {}  # scheduler thread only: every request it holds, by id
-        self._fault_streak: set[int] = set()  # requests that failed alone since the last successful forward
+        # per stage, the requests that failed alone since that stage last ran: a model whose decode is broken must die
+        # even when each request's prefill succeeds in between
+        self._fault_streak: dict[str, set[int]] = {"prefill": set(), "decode": set()}
         self._oom = False  # this step hit an out-of-memory error
         self._wake = threading.Event()
         self._closed = False
@@ -298,7 +300,7 @@ class Engine:
         for _ in range(2):
             try:
                 done = [self._forward(seqs, chunks, stage)]
-                self._fault_streak.clear()
+                self._fault_streak[stage].clear()
                 return done
             except torch.OutOfMemoryError:
                 raise
@@ -312,11 +314,12 @@ class Engine:
             self._bisect(seqs[half:], chunks[half:], stage, done, failed)
         else:
             failed.append((seqs[0], error))
+        streak = self._fault_streak[stage]
         if done:
-            self._fault_streak.clear()
+            streak.clear()
         else:
-            self._fault_streak.update(s.id for s, _ in failed)
-            if len(self._fault_streak) >= 2:  # distinct requests each fail alone: the model is broken
+            streak.update(s.id for s, _ in failed)
+            if len(streak) >= 2:  # distinct requests each fail alone at this stage: the model is broken
                 raise failed[-1][1]
         for seq, exc in failed:
             seq.fail(self._request_error(seq, stage, exc))
