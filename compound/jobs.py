@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from compound.observe import Watchable
+
 __all__ = ["Job", "JobStopped", "list_jobs", "start", "subscribe"]
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class JobStopped(Exception):
     """Raised by `Job.result()` when a job was stopped before it produced any result."""
 
 
-class Job:
+class Job(Watchable):
     """A unit of background work with a status, a progress fraction and a graceful stop.
 
     Subclasses override `run()`; plain functions go through `compound.jobs.start(fn, name=...)`.
@@ -200,19 +202,8 @@ class Job:
         )
 
     # -- reporting --------------------------------------------------------------------------------------------
-    def watch(self, fn: Callable[[Job], None]) -> Callable[[], None]:
-        """Call `fn(job)` after each change of this job (status, progress, detail, live stats); returns an unwatch.
-
-        Like `subscribe`, callbacks run on the changing thread and must be cheap; their errors are logged.
-        """
-        with self._lock:
-            self._watchers = (*self._watchers, fn)
-
-        def unwatch() -> None:
-            with self._lock:
-                self._watchers = tuple(w for w in self._watchers if w is not fn)
-
-        return unwatch
+    # `watch(fn)` (from Watchable): fn(job) after each change of this job (status, progress, detail, live stats).
+    # Like `subscribe`, callbacks run on the changing thread and must be cheap; their errors are logged.
 
     def _changed(self) -> None:
         """Tell this job's watchers (not the process-wide subscribers) that its live stats changed."""

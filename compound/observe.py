@@ -28,16 +28,14 @@ from typing import Any
 __all__ = ["Column", "LineChart", "Progress", "Table", "chart_svg"]
 
 
-class Observable:
-    """Thread-safe change notification: `watch(fn)` calls `fn(model)` after every change."""
+class Watchable:
+    """`watch(fn)` registers a callback for changes; the class holds `_lock` and a `_watchers` tuple and calls them."""
 
-    def __init__(self) -> None:
-        self._lock = threading.RLock()
-        self._watchers: tuple[Callable[[Any], None], ...] = ()
-        self.version = 0
+    _lock: Any
+    _watchers: tuple[Callable[[Any], None], ...]
 
     def watch(self, fn: Callable[[Any], None]) -> Callable[[], None]:
-        """Call `fn(self)` after each change (on the changing thread); returns an unwatch function."""
+        """Call `fn(self)` after each change (on the changing thread, so keep it cheap); returns an unwatch function."""
         with self._lock:
             self._watchers = (*self._watchers, fn)
 
@@ -46,6 +44,15 @@ class Observable:
                 self._watchers = tuple(w for w in self._watchers if w is not fn)
 
         return unwatch
+
+
+class Observable(Watchable):
+    """Thread-safe change notification: `watch(fn)` calls `fn(model)` after every change."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._watchers: tuple[Callable[[Any], None], ...] = ()
+        self.version = 0
 
     def _changed(self) -> None:
         self.version += 1
